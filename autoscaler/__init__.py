@@ -1,0 +1,1 @@
+"""Turns queue depth into running workers: measure, decide, act."""

@@ -1,0 +1,88 @@
+"""Every Redis key and channel name Tidal uses, in one place.
+
+Model and worker queues use rq's naming (``rq:queue:<name>``, ``rq:job:<id>``, the
+``rq:queues`` set) so that ``rq info`` shows them; everything else is under ``tidal:``.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+Priority = Literal["high", "normal", "low"]
+PRIORITIES: Final[tuple[Priority, ...]] = ("high", "normal", "low")
+
+RQ_QUEUE_PREFIX: Final = "rq:queue:"
+RQ_JOB_PREFIX: Final = "rq:job:"
+RQ_QUEUES: Final = "rq:queues"
+
+_PRIORITY_SUFFIX: Final[dict[Priority, str]] = {"high": ".high", "normal": "", "low": ".low"}
+
+WORKERS: Final = "tidal:workers"
+EXPIRY: Final = "tidal:expiry"
+
+# Pub/sub channels. Payloads are a model name (dispatch) or a job id (done).
+CH_DISPATCH: Final = "tidal:ev:dispatch"
+CH_DONE: Final = "tidal:ev:done"
+
+AUTOSCALER_LOCK: Final = "tidal:autoscaler:lock"
+AUTOSCALER_STATE: Final = "tidal:autoscaler:state"
+
+
+def queue_name(model: str, priority: Priority = "normal") -> str:
+    """rq queue name of a model's queue at one priority (``echo``, ``echo.high``)."""
+    return model + _PRIORITY_SUFFIX[priority]
+
+
+def model_queue(model: str, priority: Priority = "normal") -> str:
+    return RQ_QUEUE_PREFIX + queue_name(model, priority)
+
+
+def model_queues(model: str) -> list[str]:
+    """The model's queues in the order the dispatcher drains them: high, normal, low."""
+    return [model_queue(model, p) for p in PRIORITIES]
+
+
+def job(job_id: str) -> str:
+    return RQ_JOB_PREFIX + job_id
+
+
+def worker_queue_name(worker_id: str) -> str:
+    return "w." + worker_id
+
+
+def worker_queue(worker_id: str) -> str:
+    """Jobs dispatched to one worker and not yet started: the worker's only rq queue."""
+    return RQ_QUEUE_PREFIX + worker_queue_name(worker_id)
+
+
+def worker_active(worker_id: str) -> str:
+    """Jobs a worker has taken (BLMOVE target) and not yet finished."""
+    return f"tidal:worker:{worker_id}:active"
+
+
+def worker_info(worker_id: str) -> str:
+    return f"tidal:worker:{worker_id}"
+
+
+def worker_alive(worker_id: str) -> str:
+    """Heartbeat key; it expires when the worker stops sending heartbeats."""
+    return f"tidal:worker:{worker_id}:alive"
+
+
+def worker_cancels(worker_id: str) -> str:
+    """Ids of running jobs the worker must stop."""
+    return f"tidal:worker:{worker_id}:cancel"
+
+
+def model_policy(model: str) -> str:
+    """Run-time override of the model's dispatch policy (``PUT /v1/models/{m}/policy``)."""
+    return f"tidal:model:{model}:policy"
+
+
+def model_scale(model: str) -> str:
+    """The autoscaler's last decision for a model (desired, current, reason)."""
+    return f"tidal:model:{model}:scale"
+
+
+def idempotency(model: str, key: str) -> str:
+    return f"tidal:idem:{model}:{key}"

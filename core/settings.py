@@ -1,0 +1,178 @@
+"""Typed configuration: ``tidal.toml`` overridden by ``TIDAL_*`` variables and ``REDIS_URL``.
+
+Everything is validated when it is loaded; an error names the key that is wrong.
+Nothing here connects to anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.errors import ConfigError
+
+PolicyName = Literal[
+    "least-backlog", "weighted", "round-robin", "least-connections", "least-latency", "hash", "random"
+]
+POLICY_NAMES: tuple[str, ...] = PolicyName.__args__  # type: ignore[attr-defined]
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSettings(_Section):
+    handler: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:attribute")
+    version: str = "1"
+    timeout_s: int = Field(default=300, gt=0, description="default job execution timeout")
+    ttl_s: int = Field(default=86_400, gt=0, description="how long a job may wait before it starts")
+    max_queue_len: int = Field(default=10_000, gt=0)
+    max_attempts: int = Field(default=3, ge=1, description="runs a job may get when workers die")
+    policy: PolicyName = "least-backlog"
+    prefetch: int | None = Field(
+        default=None, ge=1, description="jobs a worker may hold (queued + running); default: its slots"
+    )
+    slots: int = Field(default=1, ge=1, description="jobs one worker runs at once")
+    weight: float = Field(default=1.0, gt=0)
+    local_workers: int = Field(default=1, ge=0, description="workers `tidal up` starts without autoscaler")
+    min_workers: int = Field(default=0, ge=0)
+    max_workers: int = Field(default=4, ge=0)
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the handler")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ModelSettings:
+        if self.min_workers > self.max_workers:
+            raise ValueError(f"min_workers {self.min_workers} > max_workers {self.max_workers}")
+        return self
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_wait_s: float = Field(default=60.0, gt=0)
+    result_ttl_s: int = Field(default=1800, gt=0, description="how long a finished job is kept")
+
+
+class RedisSettings(_Section):
+    url: str | None = Field(default=None, description="empty: start an embedded Valkey")
+    data_dir: Path = Path(".tidal/valkey")
+    port: int = Field(default=0, ge=0, le=65535, description="embedded server port; 0 picks a free one")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+
+class WorkerSettings(_Section):
+    heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    heartbeat_ttl_s: float = Field(default=5.0, gt=0)
+    timeout_grace_s: float = Field(
+        default=5.0, ge=0, description="after a timeout, how long a handler may run on before the worker exits"
+    )
+
+    @model_validator(mode="after")
+    def _ttl(self) -> WorkerSettings:
+        if self.heartbeat_ttl_s <= 2 * self.heartbeat_interval_s:
+            raise ValueError(
+                f"heartbeat_ttl_s {self.heartbeat_ttl_s} must exceed twice heartbeat_interval_s "
+                f"{self.heartbeat_interval_s}"
+            )
+        return self
+
+
+class DispatcherSettings(_Section):
+    tick_s: float = Field(default=1.0, gt=0, description="longest wait between sweeps with no events")
+
+
+class AutoscalerSettings(_Section):
+    enabled: bool = False
+    provider: Literal["local", "aws-ec2"] = "local"
+    interval_s: float = Field(default=2.0, gt=0)
+    acceptable_wait_s: float = Field(default=10.0, gt=0)
+    scale_down_window_s: float = Field(default=30.0, ge=0)
+    idle_timeout_s: float = Field(default=60.0, ge=0)
+    boot_timeout_s: float = Field(default=600.0, gt=0)
+    max_step: int = Field(default=4, ge=1)
+    aws: dict[str, Any] = Field(default_factory=dict, description="aws-ec2 provider settings")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TIDAL_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    api: ApiSettings = ApiSettings()
+    redis: RedisSettings = RedisSettings()
+    worker: WorkerSettings = WorkerSettings()
+    dispatcher: DispatcherSettings = DispatcherSettings()
+    autoscaler: AutoscalerSettings = AutoscalerSettings()
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+
+    @field_validator("models")
+    @classmethod
+    def _names(cls, v: dict[str, ModelSettings]) -> dict[str, ModelSettings]:
+        import re
+
+        for name in v:
+            if not re.match(MODEL_NAME_PATTERN, name):
+                raise ValueError(f"model name {name!r} must match {MODEL_NAME_PATTERN}")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+    def model(self, name: str) -> ModelSettings:
+        return self.models[name]
+
+    def prefetch(self, model: str, slots: int) -> int:
+        return self.models[model].prefetch or slots
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{key}: {msg}")
+    return f"invalid configuration in {source}:\n  " + "\n  ".join(lines)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read ``path`` (default ``$TIDAL_CONFIG``, else ``tidal.toml`` if present) and the environment."""
+    chosen = Path(path) if path else Path(os.environ.get("TIDAL_CONFIG", "tidal.toml"))
+    data: dict[str, Any] = {}
+    if chosen.exists():
+        try:
+            data = tomllib.loads(chosen.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{chosen}: not valid TOML: {exc}") from exc
+    elif path:
+        raise ConfigError(f"config file {chosen} does not exist")
+    if os.environ.get("REDIS_URL"):
+        data.setdefault("redis", {})["url"] = os.environ["REDIS_URL"]
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, str(chosen))) from exc

@@ -1,0 +1,1 @@
+"""Moves jobs from model queues to per-worker queues."""
