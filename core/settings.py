@@ -44,6 +44,9 @@ class ModelSettings(_Section):
     local_workers: int = Field(default=1, ge=0, description="workers `tidal up` starts without autoscaler")
     min_workers: int = Field(default=0, ge=0)
     max_workers: int = Field(default=4, ge=0)
+    mean_run_s: float = Field(
+        default=1.0, gt=0, description="typical job run time; sets the autoscaler's target backlog per worker"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the handler")
 
     @model_validator(mode="after")
@@ -97,6 +100,56 @@ class DispatcherSettings(_Section):
     tick_s: float = Field(default=1.0, gt=0, description="longest wait between sweeps with no events")
 
 
+class AwsPoolSettings(_Section):
+    """Per-pool overrides of :class:`AwsSettings`; a field left unset takes the section default."""
+
+    launch_template_name: str | None = Field(default=None, min_length=3, max_length=128)
+    launch_template_id: str | None = Field(default=None, pattern=r"^lt-[0-9a-f]+$")
+    launch_template_version: str | None = Field(default=None, pattern=r"^(\$Default|\$Latest|[1-9][0-9]*)$")
+    instance_types: list[str] | None = Field(default=None, description="tried in order on capacity errors")
+    subnet_ids: list[str] | None = Field(default=None, description="tried in order on capacity errors")
+    spot: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_template(self) -> AwsPoolSettings:
+        if self.launch_template_name and self.launch_template_id:
+            raise ValueError("set launch_template_name or launch_template_id, not both")
+        return self
+
+
+class AwsSettings(_Section):
+    """The aws-ec2 provider. Credentials and region come from boto3's usual chain unless set here."""
+
+    region: str | None = Field(default=None, description="empty: boto3's default region")
+    endpoint_url: str | None = Field(default=None, description="empty: AWS; set for a local EC2 emulator")
+    launch_template_name: str | None = Field(default=None, min_length=3, max_length=128)
+    launch_template_id: str | None = Field(default=None, pattern=r"^lt-[0-9a-f]+$")
+    launch_template_version: str = Field(default="$Default", pattern=r"^(\$Default|\$Latest|[1-9][0-9]*)$")
+    instance_types: list[str] = Field(
+        default_factory=list, description="tried in order on capacity errors; empty: the template's"
+    )
+    subnet_ids: list[str] = Field(
+        default_factory=list, description="tried in order on capacity errors; empty: the template's"
+    )
+    spot: bool = False
+    unavailable_ttl_s: float = Field(
+        default=180.0, gt=0, description="how long an (instance type, subnet) that lacked capacity is skipped"
+    )
+    max_attempts: int = Field(default=5, ge=1, description="tries of one API call while throttled")
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_cap_s: float = Field(default=20.0, gt=0)
+    api_timeout_s: float = Field(default=10.0, gt=0, description="connect and read timeout of one API call")
+    pools: dict[str, AwsPoolSettings] = Field(default_factory=dict, description="per-model overrides")
+
+    @model_validator(mode="after")
+    def _one_template(self) -> AwsSettings:
+        if self.launch_template_name and self.launch_template_id:
+            raise ValueError("set launch_template_name or launch_template_id, not both")
+        if self.backoff_base_s > self.backoff_cap_s:
+            raise ValueError(f"backoff_base_s {self.backoff_base_s} > backoff_cap_s {self.backoff_cap_s}")
+        return self
+
+
 class AutoscalerSettings(_Section):
     enabled: bool = False
     provider: Literal["local", "aws-ec2"] = "local"
@@ -106,7 +159,14 @@ class AutoscalerSettings(_Section):
     idle_timeout_s: float = Field(default=60.0, ge=0)
     boot_timeout_s: float = Field(default=600.0, gt=0)
     max_step: int = Field(default=4, ge=1)
-    aws: dict[str, Any] = Field(default_factory=dict, description="aws-ec2 provider settings")
+    launch_backoff_s: float = Field(default=30.0, ge=0, description="pause for a pool after a failed launch")
+    lock_ttl_s: float = Field(default=120.0, gt=0, description="longest one tick may hold the autoscaler lock")
+    max_read_s: float = Field(
+        default=15.0, gt=0, description="a fleet read slower than this is stale and the tick is skipped"
+    )
+    instances_dir: Path = Field(default=Path(".tidal/instances"), description="local provider records")
+    stop_grace_s: float = Field(default=30.0, ge=0, description="local provider: SIGTERM to SIGKILL")
+    aws: AwsSettings = AwsSettings()
 
 
 class Settings(BaseSettings):

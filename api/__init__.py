@@ -1,0 +1,1 @@
+"""The HTTP front door: submit, poll, wait, cancel; model and worker status."""

@@ -1,0 +1,142 @@
+"""``tidal up``: the whole stack on this machine, as child processes with prefixed logs.
+
+Ctrl-C (or SIGTERM) drains workers, stops every child and the embedded Redis, and leaves
+nothing running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.embedded import free_port, wait_until_up
+from core.settings import Settings
+
+log = logging.getLogger("tidal.up")
+
+_RESTART_BACKOFF_S = 2.0
+_STOP_GRACE_S = 15.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-workers", action="store_true", help="start no local workers")
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    order: int  # lower stops first
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    pump: threading.Thread | None = field(default=None, repr=False)
+
+
+class Supervisor:
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.children: list[Child] = []
+        self.stopping = threading.Event()
+        self._print = threading.Lock()
+
+    def add(self, name: str, args: list[str], order: int, module: str = "core.cli") -> Child:
+        child = Child(name, [sys.executable, "-m", module, *args], order)
+        self.children.append(child)
+        return child
+
+    def spawn(self, c: Child) -> None:
+        # Own session: a terminal's Ctrl-C reaches only us, and we stop children in order.
+        c.proc = subprocess.Popen(c.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        c.started = time.monotonic()
+        c.pump = threading.Thread(target=self._pump, args=(c, c.proc), daemon=True)
+        c.pump.start()
+
+    def _pump(self, c: Child, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            with self._print:
+                print(f"[{c.name}] {line}", flush=True)
+
+    def start(self) -> None:
+        for c in self.children:
+            if c.proc is None:
+                self.spawn(c)
+
+    def watch(self) -> None:
+        while not self.stopping.wait(0.5):
+            for c in self.children:
+                if c.proc is not None and c.proc.poll() is not None:
+                    if time.monotonic() - c.started < _RESTART_BACKOFF_S:
+                        continue
+                    log.warning("%s exited with %s; restarting", c.name, c.proc.returncode)
+                    self.spawn(c)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for order in sorted({c.order for c in self.children}):
+            group = [c for c in self.children if c.order == order and c.proc and c.proc.poll() is None]
+            for c in group:
+                assert c.proc is not None
+                c.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + _STOP_GRACE_S
+            for c in group:
+                assert c.proc is not None
+                try:
+                    c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop in %.0fs; killing it", c.name, _STOP_GRACE_S)
+                    os.killpg(c.proc.pid, signal.SIGKILL)
+                    c.proc.wait()
+        for c in self.children:
+            if c.pump is not None:
+                c.pump.join(timeout=2)
+
+
+def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if args.config:
+        env["TIDAL_CONFIG"] = str(Path(args.config).resolve())
+    sup = Supervisor(env)
+    if not redis_url:
+        # Its own child (and session), stopped last, so workers can still drain into it.
+        port = settings.redis.port or free_port()
+        valkey = sup.add("valkey", ["--data-dir", str(settings.redis.data_dir.resolve()), "--port", str(port)],
+                         order=9, module="core.embedded")
+        sup.spawn(valkey)
+        redis_url = f"redis://127.0.0.1:{port}"
+        wait_until_up(redis_url)
+    env["REDIS_URL"] = redis_url
+    sup.add("api", ["api"], order=3)
+    sup.add("dispatcher", ["dispatcher"], order=2)
+    if settings.autoscaler.enabled:
+        sup.add("autoscaler", ["autoscale", "--provider", "local"], order=0)
+    elif not args.no_workers:
+        for model, cfg in settings.models.items():
+            for i in range(cfg.local_workers):
+                sup.add(f"worker {model}#{i + 1}", ["worker", "--model", model], order=1)
+
+    def on_signal(signum: int, frame: object) -> None:
+        sup.stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    sup.start()
+    log.info("Tidal is up: API on http://%s:%d (docs at /docs). Ctrl-C stops everything.",
+             settings.api.host, settings.api.port)
+    try:
+        sup.watch()
+    finally:
+        log.info("stopping...")
+        sup.stop()
+        log.info("stopped")
+    return 0

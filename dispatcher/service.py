@@ -1,0 +1,133 @@
+"""The dispatcher loop: wake on events, route backlog to workers with room, reap dead workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from core import keys
+from core.errors import StoreUnavailable
+from core.fleet import FleetSnapshot, WorkerView
+from core.settings import POLICY_NAMES, Settings
+from core.store import Store
+from dispatcher.policies import NEEDS_SESSION, Candidate, PolicyState, choose
+
+log = logging.getLogger("tidal.dispatcher")
+
+
+def candidates(workers: list[WorkerView], bound: Callable[[WorkerView], int]) -> dict[str, Candidate]:
+    return {
+        w.id: Candidate(w.id, w.weight, w.slots, w.queued, w.running, bound(w) - w.outstanding, w.ewma_run_s)
+        for w in workers
+        if w.alive and w.state == "ready"
+    }
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ):
+        self.store = store
+        self.settings = settings
+        self.models = list(settings.models)
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.policy_state: dict[str, PolicyState] = {m: PolicyState() for m in self.models}
+        self.dispatched = 0
+
+    def policy_of(self, model: str, snap: FleetSnapshot) -> str:
+        override = snap.models[model].policy_override
+        return override if override in POLICY_NAMES else self.settings.models[model].policy
+
+    async def dispatch_round(self, snap: FleetSnapshot | None = None) -> int:
+        """Send as many waiting jobs as the fleet has room for; returns how many moved."""
+        snap = snap or await self.store.snapshot(self.models)
+        moved = 0
+        for model in self.models:
+            if snap.models[model].backlog:
+                moved += await self._dispatch_model(model, snap)
+        self.dispatched += moved
+        return moved
+
+    async def _dispatch_model(self, model: str, snap: FleetSnapshot) -> int:
+        policy = self.policy_of(model, snap)
+        prefetch = self.settings.models[model].prefetch
+        cands = candidates(snap.workers_of(model), lambda w: prefetch or w.slots)
+        moved, backlog = 0, snap.models[model].backlog
+        while backlog > 0 and cands:
+            expected, session = "", None
+            if policy in NEEDS_SESSION:
+                head = await self.store.peek_session(model)
+                if head is None:
+                    break
+                expected, session = head
+            wid, self.policy_state[model] = choose(
+                policy, list(cands.values()), self.policy_state[model], session=session, u=self.rng.random()
+            )
+            if wid is None:
+                break
+            c = cands[wid]
+            outcome, _ = await self.store.dispatch(model, wid, prefetch or c.slots, self.clock(), expected)
+            if outcome == "ok":
+                cands[wid] = Candidate(c.id, c.weight, c.slots, c.queued + 1, c.running, c.room - 1, c.ewma_run_s)
+                moved += 1
+                backlog -= 1
+            elif outcome == "empty":
+                break
+            elif outcome != "moved":  # full, dead or draining: our view was stale
+                del cands[wid]
+        return moved
+
+    async def sweep(self, snap: FleetSnapshot | None = None) -> None:
+        """Re-queue the jobs of workers whose heartbeat expired; expire jobs past their ttl."""
+        snap = snap or await self.store.snapshot(self.models)
+        now = self.clock()
+        for w in snap.workers:
+            if not w.alive:
+                requeued, failed = await self.store.requeue_worker(w.id, w.model, "dead", now)
+                if requeued >= 0:
+                    log.warning("worker %s lost: %d job(s) re-queued, %d failed after max attempts",
+                                w.id, requeued, failed)
+        expired = await self.store.expire_due(now)
+        if expired:
+            log.info("%d job(s) expired waiting in a queue", expired)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tick_s = self.settings.dispatcher.tick_s
+        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(keys.CH_DISPATCH)
+        next_sweep = 0.0
+        log.info("dispatcher running for models %s", ", ".join(self.models) or "(none)")
+        try:
+            while not stop.is_set():
+                try:
+                    # Subscribed before reading state, so no event between the two is missed.
+                    snap = await self.store.snapshot(self.models)
+                    if time.monotonic() >= next_sweep:
+                        await self.sweep(snap)
+                        next_sweep = time.monotonic() + tick_s
+                        snap = await self.store.snapshot(self.models)
+                    moved = await self.dispatch_round(snap)
+                    if moved:
+                        await self._drain_events(pubsub)
+                        continue
+                    await pubsub.get_message(timeout=tick_s)
+                    await self._drain_events(pubsub)
+                except StoreUnavailable as exc:
+                    log.warning("redis unavailable: %s; retrying in %.1fs", exc, tick_s)
+                    await asyncio.sleep(tick_s)
+        finally:
+            await pubsub.aclose()
+
+    @staticmethod
+    async def _drain_events(pubsub: object) -> None:
+        while await pubsub.get_message(timeout=0):  # type: ignore[attr-defined]
+            pass

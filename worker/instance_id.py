@@ -1,0 +1,40 @@
+"""This machine's EC2 instance id, read from the instance metadata service with IMDSv2.
+
+IMDSv2 first PUTs for a session token and then sends it with every GET; the launch
+template requires it (``HttpTokens: required``), so a tokenless IMDSv1 GET would be refused.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+TOKEN_TTL_S = 60  # the token is used once, right away
+
+
+def fetch_instance_id(base_url: str = "http://169.254.169.254", timeout_s: float = 1.0) -> str | None:
+    """The instance id, or None when there is no metadata service (not on EC2) or it says no.
+
+    ``timeout_s`` bounds each of the two requests; off EC2 the link-local address is
+    unrouted or refuses, so this returns None within about that time.
+    """
+    base = base_url.rstrip("/")
+    # The metadata service is link-local: an HTTP(S)_PROXY from the environment must not see it.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        put = urllib.request.Request(
+            f"{base}/latest/api/token",
+            method="PUT",
+            headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)},
+        )
+        with opener.open(put, timeout=timeout_s) as reply:
+            token = reply.read().decode("ascii").strip()
+        get = urllib.request.Request(
+            f"{base}/latest/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token}
+        )
+        with opener.open(get, timeout=timeout_s) as reply:
+            instance_id = reply.read().decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        # URLError, HTTPError, timeouts and refused connections are all OSErrors.
+        return None
+    return instance_id if instance_id.startswith("i-") else None

@@ -1,0 +1,169 @@
+"""The worker loop: register, heartbeat, take jobs from its own queue, run them, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import StoreUnavailable
+from core.settings import WorkerSettings
+from core.store import Store, dumps_output
+from worker.context import JobContext, run_with
+from worker.handler import Handler
+from worker.tracebacks import format_error
+
+log = logging.getLogger("tidal.worker")
+
+# How long one BLMOVE waits, so a draining worker notices within this time.
+_TAKE_BLOCK_S = 1.0
+# Exit status when a handler ignored its timeout: the process must go so the GPU is freed.
+EXIT_WEDGED = 70
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    id: str
+    model: str
+    version: str
+    weight: float
+    slots: int
+    host: str
+    instance_id: str
+
+    @classmethod
+    def new(cls, model: str, version: str, weight: float, slots: int, instance_id: str) -> WorkerIdentity:
+        return cls(f"{model}-{uuid.uuid4().hex[:10]}", model, version, weight, slots, socket.gethostname(),
+                   instance_id)
+
+    def record(self, now: float) -> dict[str, str]:
+        return {
+            "id": self.id, "model": self.model, "version": self.version, "weight": repr(self.weight),
+            "slots": str(self.slots), "host": self.host, "pid": str(os.getpid()),
+            "instance_id": self.instance_id, "state": "ready", "started_at": repr(now), "last_job_at": "",
+        }
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        identity: WorkerIdentity,
+        handler: Handler,
+        settings: WorkerSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        exit_process: Callable[[int], None] = os._exit,
+    ):
+        self.store = store
+        self.me = identity
+        self.handler = handler
+        self.settings = settings
+        self.clock = clock
+        self._exit = exit_process
+        self.running: dict[str, JobContext] = {}
+        self.draining = asyncio.Event()
+        # One spare thread: a handler past its timeout keeps its thread until the grace ends.
+        self._pool = ThreadPoolExecutor(max_workers=identity.slots + 1, thread_name_prefix="predict")
+
+    async def run(self) -> None:
+        await self.store.register_worker(self.me.record(self.clock()), self.settings.heartbeat_ttl_s)
+        log.info("worker %s registered for model %s (%d slot(s))", self.me.id, self.me.model, self.me.slots)
+        beat = asyncio.create_task(self._heartbeats())
+        try:
+            await asyncio.gather(*(self._slot() for _ in range(self.me.slots)))
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+            await self.store.deregister_worker(self.me.id)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s deregistered", self.me.id)
+
+    async def drain(self) -> None:
+        """Take no new jobs, give back the ones not started, let running ones finish."""
+        if self.draining.is_set():
+            return
+        self.draining.set()
+        await self.store.set_worker_state(self.me.id, "draining")
+        returned, _ = await self.store.requeue_worker(self.me.id, self.me.model, "drain", self.clock())
+        log.info("worker %s draining: %d queued job(s) returned, %d running", self.me.id, returned,
+                 len(self.running))
+
+    async def _heartbeats(self) -> None:
+        while True:
+            try:
+                state, cancels = await self.store.heartbeat(self.me.id, self.settings.heartbeat_ttl_s)
+                if state is None and not self.draining.is_set():
+                    # The reaper took us for dead (e.g. a long pause) and gave our jobs away.
+                    log.warning("worker %s was reaped while alive; registering again", self.me.id)
+                    await self.store.register_worker(self.me.record(self.clock()), self.settings.heartbeat_ttl_s)
+                for job_id in cancels:
+                    ctx = self.running.get(job_id)
+                    if ctx is not None and not ctx.stop.is_set():
+                        log.info("job %s: stop requested", job_id)
+                        ctx.stop.set()
+            except StoreUnavailable as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    async def _slot(self) -> None:
+        while not self.draining.is_set():
+            try:
+                job_id = await self.store.take(self.me.id, _TAKE_BLOCK_S)
+                if job_id is not None:
+                    await self._run_job(job_id)
+            except StoreUnavailable as exc:
+                log.warning("redis unavailable: %s; retrying", exc)
+                await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    async def _run_job(self, job_id: str) -> None:
+        started = await self.store.start_job(self.me.id, job_id, self.clock())
+        if started is None:
+            return
+        job_input, timeout_s, attempt = started
+        ctx = JobContext(job_id, attempt, timeout_s)
+        self.running[job_id] = ctx
+        t0 = time.monotonic()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, run_with, ctx, self.handler.predict, job_input)
+        ok, payload = False, ""
+        try:
+            result: Any = await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            payload, ok = dumps_output(result), True
+        except TimeoutError:
+            ctx.stop.set()
+            payload = f"timeout: the job ran longer than its timeout_s={timeout_s}"
+            loop.create_task(self._watch_overrun(future, job_id))
+        except (TypeError, ValueError) as exc:
+            if future.done() and future.exception() is None:
+                payload = f"the handler's result is not JSON: {exc}"
+            else:
+                payload = format_error(exc)
+        except Exception as exc:
+            payload = format_error(exc)
+        finally:
+            self.running.pop(job_id, None)
+        run_s = time.monotonic() - t0
+        accepted = await self.store.finish_job(
+            worker_id=self.me.id, model=self.me.model, job_id=job_id, attempt=attempt, ok=ok, payload=payload,
+            run_s=run_s, now=self.clock(),
+        )
+        log.info("job %s %s in %.3fs%s", job_id, "succeeded" if ok else "failed", run_s,
+                 "" if accepted else " (result discarded: job was canceled or reassigned)")
+
+    async def _watch_overrun(self, future: asyncio.Future[Any], job_id: str) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.settings.timeout_grace_s)
+        except TimeoutError:
+            log.error("job %s ignored its timeout for %.1fs more; exiting so the GPU is freed", job_id,
+                      self.settings.timeout_grace_s)
+            self._exit(EXIT_WEDGED)
+        except Exception:
+            pass
