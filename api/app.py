@@ -134,13 +134,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         job = await read_job(store, job_id)
         if wait and not job.terminal:
             waiters: CompletionWaiters = request.app.state.waiters
+            # Register before re-reading: a job that ends in between still wakes us.
             ev = waiters.register(job_id)
             try:
                 deadline = time.monotonic() + wait
-                while not job.terminal:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
+                job = await read_job(store, job_id)
+                while not job.terminal and (left := deadline - time.monotonic()) > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(ev.wait(), left)
                     ev.clear()

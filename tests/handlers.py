@@ -1,0 +1,16 @@
+"""Handlers used only by tests."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+class Boom:
+    """Fails with a message that quotes a secret from the environment."""
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, input: Any) -> Any:
+        raise RuntimeError(f"could not call the model with key {os.environ.get('TIDAL_TEST_SECRET', '')}")

@@ -1,0 +1,243 @@
+"""The job lifecycle scripts against a real Redis-protocol server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from core import keys
+from core.store import Store
+
+NOW = 1_700_000_000.0
+
+
+def arun(url: str, body: Callable[[Store], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        store = Store.from_url(url, result_ttl_s=600)
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+async def submit(store: Store, model: str = "m", *, priority: str = "normal", ttl_s: int = 3600,
+                 max_queue_len: int = 100, idem: str | None = None, max_attempts: int = 2, now: float = NOW,
+                 payload: Any = None) -> str | None:
+    res = await store.submit(
+        job_id=str(uuid.uuid4()), model=model, version="1", input_json=json.dumps(payload or {"x": 1}),
+        priority=priority, session=None, timeout_s=30, ttl_s=ttl_s, max_attempts=max_attempts,  # type: ignore[arg-type]
+        max_queue_len=max_queue_len, idempotency_key=idem, now=now,
+    )
+    return res.job_id
+
+
+async def register(store: Store, wid: str, model: str = "m", slots: int = 1) -> None:
+    await store.register_worker({"id": wid, "model": model, "version": "1", "weight": "1", "slots": str(slots),
+                                 "host": "h", "pid": "1", "instance_id": "", "state": "ready",
+                                 "started_at": str(NOW), "last_job_at": ""}, ttl_s=30)
+
+
+def test_full_lifecycle_and_rq_sees_it(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> str:
+        job_id = await submit(store, payload={"hello": "world"})
+        assert job_id
+        assert (await store.get(job_id)).state == "queued"  # type: ignore[union-attr]
+        await register(store, "w1")
+        assert await store.dispatch("m", "w1", 1, NOW + 1) == ("ok", job_id)
+        assert (await store.get(job_id)).state == "dispatched"  # type: ignore[union-attr]
+        assert await store.take("w1", 0.1) == job_id
+        started = await store.start_job("w1", job_id, NOW + 2)
+        assert started == ({"hello": "world"}, 30, 1)
+        assert await store.finish_job(worker_id="w1", model="m", job_id=job_id, attempt=1, ok=True,
+                                      payload='{"y": 2}', run_s=1.0, now=NOW + 3)
+        job = await store.get(job_id)
+        assert job is not None and job.state == "succeeded" and json.loads(job.output or "") == {"y": 2}
+        assert job.public()["queue_s"] == 2.0 and job.public()["run_s"] == 1.0
+        return job_id
+
+    job_id = arun(redis_url, body)
+    raw = redis.Redis.from_url(redis_url)
+    assert "m" in [q.name for q in Queue.all(connection=raw)]
+    rq_job = Job.fetch(job_id, connection=raw, serializer=JSONSerializer)
+    assert rq_job.get_status() == "finished"
+    assert rq_job.args == [{"hello": "world"}]
+    assert r.ttl(keys.job(job_id)) > 0  # finished jobs are retained for a while, then expire
+
+
+def test_dispatch_respects_bound_liveness_and_draining(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        for _ in range(3):
+            await submit(store)
+        assert (await store.dispatch("m", "ghost", 1, NOW))[0] == "dead"
+        await register(store, "w1")
+        assert (await store.dispatch("m", "w1", 2, NOW))[0] == "ok"
+        assert (await store.dispatch("m", "w1", 2, NOW))[0] == "ok"
+        assert (await store.dispatch("m", "w1", 2, NOW))[0] == "full"
+        await register(store, "w2")
+        await store.set_worker_state("w2", "draining")
+        assert (await store.dispatch("m", "w2", 2, NOW))[0] == "draining"
+        snap = await store.snapshot(["m"])
+        assert snap.models["m"].backlog == 1 and snap.in_flight("m") == 2
+
+    arun(redis_url, body)
+
+
+def test_priorities_drain_high_first(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        low = await submit(store, priority="low")
+        normal = await submit(store)
+        high = await submit(store, priority="high")
+        await register(store, "w1")
+        order = [(await store.dispatch("m", "w1", 10, NOW))[1] for _ in range(3)]
+        assert order == [high, normal, low]
+
+    arun(redis_url, body)
+
+
+def test_dead_worker_jobs_go_back_to_the_front_then_fail_past_max_attempts(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        running = await submit(store, max_attempts=2)
+        waiting = await submit(store, max_attempts=2)
+        behind = await submit(store, max_attempts=2)
+        await register(store, "w1")
+        await store.dispatch("m", "w1", 2, NOW)
+        await store.dispatch("m", "w1", 2, NOW)
+        assert await store.take("w1", 0.1) == running
+        await store.start_job("w1", running, NOW)  # type: ignore[arg-type]
+        # Alive: the reaper must not touch it.
+        assert await store.requeue_worker("w1", "m", "dead", NOW) == (-1, 0)
+        r.delete(keys.worker_alive("w1"))
+        assert await store.requeue_worker("w1", "m", "dead", NOW) == (2, 0)
+        assert r.lrange(keys.model_queue("m"), 0, -1) == [running, waiting, behind]
+        job = await store.get(running)  # type: ignore[arg-type]
+        assert job is not None and job.attempt == 2 and job.state == "queued" and job.lost_from == "w1"
+        assert (await store.get(waiting)).attempt == 1  # type: ignore[arg-type,union-attr]
+        assert not r.sismember(keys.WORKERS, "w1")
+        # The re-run dies too: attempt 3 > max_attempts 2, so it fails with a clear error.
+        await register(store, "w2")
+        await store.dispatch("m", "w2", 1, NOW)
+        await store.take("w2", 0.1)
+        await store.start_job("w2", running, NOW)  # type: ignore[arg-type]
+        r.delete(keys.worker_alive("w2"))
+        assert await store.requeue_worker("w2", "m", "dead", NOW) == (0, 1)
+        job = await store.get(running)  # type: ignore[arg-type]
+        assert job is not None and job.state == "failed" and "died while running" in (job.error or "")
+
+    arun(redis_url, body)
+
+
+def test_late_result_from_a_reaped_worker_is_discarded(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        job_id = await submit(store)
+        await register(store, "w1")
+        await store.dispatch("m", "w1", 1, NOW)
+        await store.take("w1", 0.1)
+        await store.start_job("w1", job_id, NOW)  # type: ignore[arg-type]
+        r.delete(keys.worker_alive("w1"))
+        await store.requeue_worker("w1", "m", "dead", NOW)
+        ok = await store.finish_job(worker_id="w1", model="m", job_id=job_id, attempt=1, ok=True,  # type: ignore[arg-type]
+                                    payload="1", run_s=1, now=NOW)
+        assert not ok
+        assert (await store.get(job_id)).state == "queued"  # type: ignore[arg-type,union-attr]
+
+    arun(redis_url, body)
+
+
+def test_cancel_in_each_state(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        running, dispatched, queued = await submit(store), await submit(store), await submit(store)
+        await register(store, "w1", slots=3)
+        await store.dispatch("m", "w1", 3, NOW)
+        await store.dispatch("m", "w1", 3, NOW)
+        assert await store.take("w1", 0.1) == running
+        await store.start_job("w1", running, NOW)  # type: ignore[arg-type]
+        assert (await store.cancel(queued, NOW))[0] == "canceled"  # type: ignore[arg-type]
+        assert r.llen(keys.model_queue("m")) == 0
+        assert (await store.cancel(dispatched, NOW))[0] == "canceled"  # type: ignore[arg-type]
+        assert r.llen(keys.worker_queue("w1")) == 0
+        outcome, job = await store.cancel(running, NOW)  # type: ignore[arg-type]
+        assert outcome == "stopping" and job is not None and job.state == "canceled"
+        state, cancels = await store.heartbeat("w1", 30)
+        assert state == "ready" and cancels == {running}
+        assert (await store.cancel(running, NOW))[0] == "terminal"  # type: ignore[arg-type]
+        assert (await store.cancel("no-such-job", NOW))[0] == "missing"
+        assert r.llen(keys.worker_active("w1")) == 1
+        await store.finish_job(worker_id="w1", model="m", job_id=running, attempt=1, ok=True, payload="1",  # type: ignore[arg-type]
+                               run_s=1, now=NOW)
+        assert r.llen(keys.worker_active("w1")) == 0
+        assert (await store.get(running)).state == "canceled"  # type: ignore[arg-type,union-attr]
+
+    arun(redis_url, body)
+
+
+def test_cancel_removes_a_queued_job_from_the_queue(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        a, b = await submit(store), await submit(store)
+        await store.cancel(a, NOW)  # type: ignore[arg-type]
+        assert r.lrange(keys.model_queue("m"), 0, -1) == [b]
+
+    arun(redis_url, body)
+
+
+def test_jobs_expire_past_their_ttl(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        stale = await submit(store, ttl_s=10)
+        fresh = await submit(store, ttl_s=1000)
+        assert await store.expire_due(NOW + 5) == 0
+        assert await store.expire_due(NOW + 11) == 1
+        job = await store.get(stale)  # type: ignore[arg-type]
+        assert job is not None and job.state == "expired" and job.terminal
+        assert r.lrange(keys.model_queue("m"), 0, -1) == [fresh]
+        # A job that expires while queued is also skipped by dispatch itself.
+        late = await submit(store, ttl_s=10)
+        await register(store, "w1")
+        assert await store.dispatch("m", "w1", 5, NOW + 500) == ("ok", fresh)
+        assert (await store.dispatch("m", "w1", 5, NOW + 500))[0] == "empty"
+        assert (await store.get(late)).state == "expired"  # type: ignore[arg-type,union-attr]
+
+    arun(redis_url, body)
+
+
+def test_idempotency_and_backlog_bound(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        first = await submit(store, idem="k1", max_queue_len=2)
+        res = await store.submit(job_id="other", model="m", version="1", input_json="1", priority="normal",
+                                 session=None, timeout_s=1, ttl_s=10, max_attempts=1, max_queue_len=2,
+                                 idempotency_key="k1", now=NOW)
+        assert (res.outcome, res.job_id) == ("dup", first)
+        assert await submit(store, max_queue_len=2)
+        full = await store.submit(job_id="x", model="m", version="1", input_json="1", priority="high",
+                                  session=None, timeout_s=1, ttl_s=10, max_attempts=1, max_queue_len=2,
+                                  idempotency_key=None, now=NOW)
+        assert full.outcome == "full" and full.backlog == 2
+        assert not r.exists(keys.job("x"))
+
+    arun(redis_url, body)
+
+
+@pytest.mark.parametrize("mode", ["drain"])
+def test_drain_returns_only_unstarted_jobs(redis_url: str, r: redis.Redis, mode: str) -> None:
+    async def body(store: Store) -> None:
+        a, b = await submit(store), await submit(store)
+        await register(store, "w1", slots=2)
+        await store.dispatch("m", "w1", 2, NOW)
+        await store.dispatch("m", "w1", 2, NOW)
+        await store.take("w1", 0.1)
+        await store.start_job("w1", a, NOW)  # type: ignore[arg-type]
+        assert await store.requeue_worker("w1", "m", "drain", NOW) == (1, 0)
+        assert r.lrange(keys.model_queue("m"), 0, -1) == [b]
+        assert (await store.get(a)).state == "running"  # type: ignore[arg-type,union-attr]
+        assert r.sismember(keys.WORKERS, "w1")
+
+    arun(redis_url, body)
