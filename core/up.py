@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ log = logging.getLogger("tidal.up")
 
 _RESTART_BACKOFF_S = 2.0
 _STOP_GRACE_S = 15.0
+AUTOSCALER_ORDER = 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,7 +83,7 @@ class Supervisor:
                     log.warning("%s exited with %s; restarting", c.name, c.proc.returncode)
                     self.spawn(c)
 
-    def stop(self) -> None:
+    def stop(self, after_group: Callable[[int], None] = lambda order: None) -> None:
         self.stopping.set()
         for order in sorted({c.order for c in self.children}):
             group = [c for c in self.children if c.order == order and c.proc and c.proc.poll() is None]
@@ -97,9 +99,18 @@ class Supervisor:
                     log.warning("%s did not stop in %.0fs; killing it", c.name, _STOP_GRACE_S)
                     os.killpg(c.proc.pid, signal.SIGKILL)
                     c.proc.wait()
+            after_group(order)
         for c in self.children:
             if c.pump is not None:
                 c.pump.join(timeout=2)
+
+
+def stop_local_workers(settings: Settings) -> None:
+    """Workers the autoscaler started run in their own sessions; stop them (they drain) once it is gone."""
+    if settings.autoscaler.enabled and settings.autoscaler.provider == "local":
+        from autoscaler.local_provider import LocalProvider
+
+        LocalProvider(settings.autoscaler.instances_dir).stop_all(settings.autoscaler.stop_grace_s)
 
 
 def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
@@ -119,7 +130,7 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
     sup.add("api", ["api"], order=3)
     sup.add("dispatcher", ["dispatcher"], order=2)
     if settings.autoscaler.enabled:
-        sup.add("autoscaler", ["autoscale", "--provider", "local"], order=0)
+        sup.add("autoscaler", ["autoscale", "--provider", "local"], order=AUTOSCALER_ORDER)
     elif not args.no_workers:
         for model, cfg in settings.models.items():
             for i in range(cfg.local_workers):
@@ -137,6 +148,6 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
         sup.watch()
     finally:
         log.info("stopping...")
-        sup.stop()
+        sup.stop(after_group=lambda order: stop_local_workers(settings) if order == AUTOSCALER_ORDER else None)
         log.info("stopped")
     return 0

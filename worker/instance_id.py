@@ -34,7 +34,10 @@ def fetch_instance_id(base_url: str = "http://169.254.169.254", timeout_s: float
         )
         with opener.open(get, timeout=timeout_s) as reply:
             instance_id = reply.read().decode("ascii").strip()
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the open response
+        return None
     except (OSError, UnicodeDecodeError):
-        # URLError, HTTPError, timeouts and refused connections are all OSErrors.
+        # URLError, timeouts and refused connections are all OSErrors.
         return None
     return instance_id if instance_id.startswith("i-") else None

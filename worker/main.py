@@ -54,6 +54,7 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
         worker = Worker(store, identity, handler, settings.worker)
         loop = asyncio.get_running_loop()
         stops = 0
+        drains: list[asyncio.Task[None]] = []
 
         def on_signal() -> None:
             nonlocal stops
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
             if stops > 1:
                 log.warning("second stop signal: exiting now; the dispatcher will re-queue running jobs")
                 os._exit(1)
-            loop.create_task(worker.drain())
+            drains.append(loop.create_task(worker.drain()))
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)

@@ -69,6 +69,7 @@ class Worker:
         self.clock = clock
         self._exit = exit_process
         self.running: dict[str, JobContext] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
         self.draining = asyncio.Event()
         # One spare thread: a handler past its timeout keeps its thread until the grace ends.
         self._pool = ThreadPoolExecutor(max_workers=identity.slots + 1, thread_name_prefix="predict")
@@ -140,7 +141,9 @@ class Worker:
         except TimeoutError:
             ctx.stop.set()
             payload = f"timeout: the job ran longer than its timeout_s={timeout_s}"
-            loop.create_task(self._watch_overrun(future, job_id))
+            watcher = loop.create_task(self._watch_overrun(future, job_id))
+            self._watchers.add(watcher)
+            watcher.add_done_callback(self._watchers.discard)
         except (TypeError, ValueError) as exc:
             if future.done() and future.exception() is None:
                 payload = f"the handler's result is not JSON: {exc}"

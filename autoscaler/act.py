@@ -1,0 +1,141 @@
+"""Act: reconcile one model's fleet with the desired worker count.
+
+``plan`` is pure: it picks what to launch, which workers to drain and which instances to
+terminate. ``apply`` carries a plan out against the registry and the provider and returns
+the autoscaler state updated with what happened.
+
+Scaling in is two steps on two ticks: a worker is first marked ``draining`` (the dispatcher
+then sends it nothing new) and its instance is terminated only on a later tick that finds
+it holding no job, so no job is ever lost to a scale-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+
+from autoscaler.observe import ModelFleet
+from autoscaler.provider import Provider
+from autoscaler.state import AutoscalerState, Launch
+from core.errors import ProviderError, StoreUnavailable
+from core.store import Store
+
+log = logging.getLogger("tidal.autoscaler")
+
+
+@dataclass(frozen=True, slots=True)
+class Actions:
+    model: str
+    launch: int = 0
+    drain: tuple[str, ...] = ()  # worker ids
+    terminate: tuple[str, ...] = ()  # instance ids, failed launches included
+    failed: tuple[str, ...] = ()  # instances terminated because no worker came up on them
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = []
+        if self.launch:
+            parts.append(f"launch {self.launch}")
+        if self.drain:
+            parts.append(f"drain {', '.join(self.drain)}")
+        if self.terminate:
+            parts.append(f"terminate {', '.join(self.terminate)}")
+        parts.extend(self.notes)
+        return "; ".join(parts) or "nothing to do"
+
+
+def _idle_longest_first(fleet: ModelFleet) -> list[str]:
+    idle = [w for w in fleet.ready if w.outstanding == 0 and w.instance_id in fleet.managed]
+    idle.sort(key=lambda w: (w.last_job_at if w.last_job_at is not None else w.started_at, w.id))
+    return [w.id for w in idle]
+
+
+def plan(fleet: ModelFleet, desired: int, now: float, backoff_until: float | None = None) -> Actions:
+    notes: list[str] = []
+    drained = [
+        w.instance_id for w in fleet.draining if w.outstanding == 0 and w.instance_id in fleet.managed
+    ]
+    if fleet.failed:
+        notes.append(f"{len(fleet.failed)} instance(s) got no worker within the boot timeout")
+    current = len(fleet.ready) + len(fleet.booting)
+
+    launch = 0
+    if desired > current:
+        if backoff_until is not None and now < backoff_until:
+            notes.append(f"launches paused {backoff_until - now:.0f}s after a failed launch")
+        else:
+            launch = desired - current
+
+    cancel: list[str] = []
+    drain: list[str] = []
+    excess = current - desired
+    if excess > 0:
+        # Booting instances go first (newest first): they hold no work and cost the least to lose.
+        cancel = [b.instance_id for b in reversed(fleet.booting)][:excess]
+        drain = _idle_longest_first(fleet)[: excess - len(cancel)]
+        short = excess - len(cancel) - len(drain)
+        if short:
+            notes.append(f"{short} more to remove when workers go idle")
+
+    return Actions(
+        model=fleet.model,
+        launch=launch,
+        drain=tuple(drain),
+        terminate=(*fleet.failed, *cancel, *drained),
+        failed=fleet.failed,
+        notes=tuple(notes),
+    )
+
+
+async def _drain(store: Store, worker_ids: tuple[str, ...]) -> None:
+    for wid in worker_ids:
+        try:
+            await store.set_worker_state(wid, "draining")
+        except StoreUnavailable as exc:
+            log.warning("could not mark worker %s draining: %s", wid, exc)
+
+
+async def apply(
+    actions: Actions,
+    store: Store,
+    provider: Provider,
+    state: AutoscalerState,
+    now: float,
+    launch_backoff_s: float,
+) -> AutoscalerState:
+    """Carry out ``actions``; a failed call is logged and retried by a later tick's reconcile."""
+    pool = actions.model
+    await _drain(store, actions.drain)
+
+    if actions.terminate:
+        try:
+            await asyncio.to_thread(provider.terminate, list(actions.terminate))
+        except ProviderError as exc:
+            log.warning("%s: terminating %s failed: %s", pool, ", ".join(actions.terminate), exc)
+        else:
+            stopped = dict(state.stopped) | {i: now for i in actions.terminate}
+            launching = {i: v for i, v in state.launching.items() if i not in stopped}
+            failed = dict(state.failed_launches)
+            if actions.failed:
+                failed[pool] = failed.get(pool, 0) + len(actions.failed)
+                log.warning("%s: failed launch(es) terminated: %s", pool, ", ".join(actions.failed))
+            state = replace(state, stopped=stopped, launching=launching, failed_launches=failed)
+
+    if actions.launch:
+        token = state.launch_token(pool)
+        # The sequence moves on once the call has returned either way; only a crash in between
+        # leaves it, so the retry reuses the token and the provider launches once.
+        seq = dict(state.launch_seq) | {pool: state.launch_seq.get(pool, 0) + 1}
+        try:
+            started = await asyncio.to_thread(provider.launch, pool, actions.launch, token)
+        except ProviderError as exc:
+            log.warning("%s: launching %d failed (%s): %s", pool, actions.launch, type(exc).__name__, exc)
+            failed = dict(state.failed_launches) | {pool: state.failed_launches.get(pool, 0) + actions.launch}
+            backoff = dict(state.backoff_until) | {pool: now + launch_backoff_s}
+            state = replace(state, launch_seq=seq, failed_launches=failed, backoff_until=backoff)
+        else:
+            launching = dict(state.launching) | {i.id: Launch(pool, i.launched_at) for i in started}
+            log.info("%s: launched %s", pool, ", ".join(i.id for i in started))
+            state = replace(state, launch_seq=seq, launching=launching)
+    return state

@@ -1,0 +1,113 @@
+"""What the autoscaler remembers between ticks, and its JSON form.
+
+It is kept in Redis so that separate ``tidal autoscale --once`` runs (cron) carry on where
+the last one stopped: the policy's windows, launches the provider may not list yet,
+instances already told to stop, and pools backing off after a failed launch.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
+
+from autoscaler.policy import ModelState
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    pool: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscalerState:
+    # Random per state, so launch tokens never repeat even if the state is lost and restarted.
+    epoch: str
+    policy: Mapping[str, ModelState] = field(default_factory=dict)
+    launch_seq: Mapping[str, int] = field(default_factory=dict)
+    # Instances launched whose worker has not registered; the provider may not list them yet.
+    launching: Mapping[str, Launch] = field(default_factory=dict)
+    # Instances we terminated, by when; a provider may go on listing them for a while.
+    stopped: Mapping[str, float] = field(default_factory=dict)
+    backoff_until: Mapping[str, float] = field(default_factory=dict)
+    failed_launches: Mapping[str, int] = field(default_factory=dict)
+    # Opaque memory of a provider that keeps some (the EC2 one's unavailable offerings).
+    provider: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls) -> AutoscalerState:
+        return cls(epoch=secrets.token_hex(4))
+
+    def launch_token(self, pool: str) -> str:
+        """The token of the pool's next launch: a retry after a crash reuses it, so launches once."""
+        return f"tidal-{self.epoch}-{pool}-{self.launch_seq.get(pool, 0)}"
+
+
+@runtime_checkable
+class ProviderWithState(Protocol):
+    """A provider whose memory must outlive the process, as in one cron run to the next."""
+
+    def export_state(self) -> dict[str, Any]: ...
+
+    def import_state(self, state: Mapping[str, Any]) -> None: ...
+
+
+def to_json(state: AutoscalerState) -> str:
+    return json.dumps(
+        {
+            "epoch": state.epoch,
+            "policy": {
+                m: {"below_since": s.below_since, "window_peak": s.window_peak, "idle_since": s.idle_since}
+                for m, s in state.policy.items()
+            },
+            "launch_seq": dict(state.launch_seq),
+            "launching": {i: {"pool": launch.pool, "at": launch.at} for i, launch in state.launching.items()},
+            "stopped": dict(state.stopped),
+            "backoff_until": dict(state.backoff_until),
+            "failed_launches": dict(state.failed_launches),
+            "provider": dict(state.provider),
+        },
+        sort_keys=True,
+    )
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def from_json(text: str) -> AutoscalerState:
+    """Parse a saved state; ``ValueError`` if it is not one."""
+    try:
+        d = json.loads(text)
+        return AutoscalerState(
+            epoch=str(d["epoch"]),
+            policy={
+                m: ModelState(
+                    below_since=_opt_float(s["below_since"]),
+                    window_peak=int(s["window_peak"]),
+                    idle_since=_opt_float(s["idle_since"]),
+                )
+                for m, s in d["policy"].items()
+            },
+            launch_seq={p: int(n) for p, n in d["launch_seq"].items()},
+            launching={i: Launch(str(v["pool"]), float(v["at"])) for i, v in d["launching"].items()},
+            stopped={i: float(t) for i, t in d["stopped"].items()},
+            backoff_until={p: float(t) for p, t in d["backoff_until"].items()},
+            failed_launches={p: int(n) for p, n in d["failed_launches"].items()},
+            provider=dict(d.get("provider", {})),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"not an autoscaler state: {exc!r}") from exc
+
+
+def forget_old(state: AutoscalerState, now: float, keep_s: float) -> AutoscalerState:
+    """Drop launches and stops older than ``keep_s``: by then the provider lists (or dropped) them."""
+    return replace(
+        state,
+        launching={i: v for i, v in state.launching.items() if now - v.at < keep_s},
+        stopped={i: t for i, t in state.stopped.items() if now - t < keep_s},
+        backoff_until={p: t for p, t in state.backoff_until.items() if t > now},
+    )
