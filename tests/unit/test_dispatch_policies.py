@@ -108,7 +108,7 @@ def test_hash_respects_its_load_bound() -> None:
     # Put the hot session's owner far above the bound: the session spills to another worker.
     loaded = [C(c.id, queued=20 if c.id == owner else 0, room=50) for c in cands]
     total = 20 + 1
-    assert 20 + 1 > HASH_LOAD_FACTOR * total / 4
+    assert HASH_LOAD_FACTOR * total / 4 < 20 + 1
     spill = choose("hash", loaded, PolicyState(), session="hot")[0]
     assert spill is not None and spill != owner
 

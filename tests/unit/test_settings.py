@@ -37,7 +37,10 @@ def test_file_is_read_and_environment_overrides_it(tmp_path: Path, monkeypatch: 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[models.echo]\nhandler = "x:Y"\nmin_workers = 5\nmax_workers = 2', "models.echo: min_workers 5 > max_workers 2"),
+        (
+            '[models.echo]\nhandler = "x:Y"\nmin_workers = 5\nmax_workers = 2',
+            "models.echo: min_workers 5 > max_workers 2",
+        ),
         ('[models.echo]\nhandler = "x:Y"\ntimeout_s = 0', "models.echo.timeout_s"),
         ('[models.echo]\nhandler = "not a path"', "models.echo.handler"),
         ("[models.echo]\n", "models.echo.handler: Field required"),

@@ -6,7 +6,7 @@ from worker.tracebacks import format_error, scrub
 def test_error_keeps_traceback_but_no_environment_value() -> None:
     env = {"API_TOKEN": "tok-123456789", "REDIS_URL": "redis://:hunter22@db:6379", "HOME": "/root", "X": "ab"}
     try:
-        raise RuntimeError(f"cannot reach redis://:hunter22@db:6379 with tok-123456789")
+        raise RuntimeError("cannot reach redis://:hunter22@db:6379 with tok-123456789")
     except RuntimeError as exc:
         text = format_error(exc, env)
     assert "Traceback (most recent call last)" in text
