@@ -14,3 +14,13 @@ class Boom:
 
     def predict(self, input: Any) -> Any:
         raise RuntimeError(f"could not call the model with key {os.environ.get('TIDAL_TEST_SECRET', '')}")
+
+
+class GpuEnv:
+    """Reports which GPU the worker process was pinned to."""
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, input: Any) -> Any:
+        return {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}
