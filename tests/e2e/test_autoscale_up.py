@@ -64,7 +64,7 @@ def test_scale_from_zero_to_n_and_back(tmp_path: Path) -> None:
     worker_pids: set[int] = set()
 
     def sleep_model(http: httpx.Client) -> dict[str, int]:
-        return [m for m in http.get("/v1/models").json()["models"] if m["name"] == "sleep"][0]  # type: ignore[no-any-return]
+        return next(m for m in http.get("/v1/models").json()["models"] if m["name"] == "sleep")  # type: ignore[no-any-return]
 
     try:
         with httpx.Client(base_url=url, timeout=40) as http:
