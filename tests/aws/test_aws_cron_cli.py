@@ -40,13 +40,13 @@ acceptable_wait_s = 1.0
 scale_down_window_s = 0.0
 idle_timeout_s = 1.0
 [autoscaler.aws]
-region = "%s"
-launch_template_name = "%s"
+region = "{region}"
+launch_template_name = "{template}"
 [models.sleep]
 handler = "worker.handlers.sleep:Sleep"
 mean_run_s = 0.05
 max_workers = 2
-""" % (REGION, TEMPLATE_NAME)
+""".replace("{region}", REGION).replace("{template}", TEMPLATE_NAME)
 
 
 def cron(stack: Stack) -> subprocess.CompletedProcess[str]:
