@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from autoscaler.observe import ModelFleet
 from autoscaler.provider import Provider
@@ -29,6 +30,7 @@ class Actions:
     model: str
     launch: int = 0
     drain: tuple[str, ...] = ()  # worker ids
+    undrain: tuple[str, ...] = ()  # draining worker ids put back to work instead of a cold start
     terminate: tuple[str, ...] = ()  # instance ids, failed launches included
     failed: tuple[str, ...] = ()  # instances terminated because no worker came up on them
     notes: tuple[str, ...] = ()
@@ -37,6 +39,8 @@ class Actions:
         parts = []
         if self.launch:
             parts.append(f"launch {self.launch}")
+        if self.undrain:
+            parts.append(f"reuse draining {', '.join(self.undrain)}")
         if self.drain:
             parts.append(f"drain {', '.join(self.drain)}")
         if self.terminate:
@@ -53,12 +57,17 @@ def _idle_longest_first(fleet: ModelFleet) -> list[str]:
 
 def plan(fleet: ModelFleet, desired: int, now: float, backoff_until: float | None = None) -> Actions:
     notes: list[str] = []
+    current = len(fleet.ready) + len(fleet.booting)
+    # A worker still draining has its model loaded: putting it back to work beats a cold start.
+    undrain = [w.id for w in fleet.draining if w.instance_id in fleet.managed][: max(0, desired - current)]
     drained = [
-        w.instance_id for w in fleet.draining if w.outstanding == 0 and w.instance_id in fleet.managed
+        w.instance_id
+        for w in fleet.draining
+        if w.outstanding == 0 and w.instance_id in fleet.managed and w.id not in undrain
     ]
     if fleet.failed:
         notes.append(f"{len(fleet.failed)} instance(s) got no worker within the boot timeout")
-    current = len(fleet.ready) + len(fleet.booting)
+    current += len(undrain)
 
     launch = 0
     if desired > current:
@@ -82,18 +91,19 @@ def plan(fleet: ModelFleet, desired: int, now: float, backoff_until: float | Non
         model=fleet.model,
         launch=launch,
         drain=tuple(drain),
+        undrain=tuple(undrain),
         terminate=(*fleet.failed, *cancel, *drained),
         failed=fleet.failed,
         notes=tuple(notes),
     )
 
 
-async def _drain(store: Store, worker_ids: tuple[str, ...]) -> None:
+async def _mark(store: Store, worker_ids: tuple[str, ...], state: Literal["ready", "draining"]) -> None:
     for wid in worker_ids:
         try:
-            await store.set_worker_state(wid, "draining")
+            await store.set_worker_state(wid, state)
         except StoreUnavailable as exc:
-            log.warning("could not mark worker %s draining: %s", wid, exc)
+            log.warning("could not mark worker %s %s: %s", wid, state, exc)
 
 
 async def apply(
@@ -106,7 +116,10 @@ async def apply(
 ) -> AutoscalerState:
     """Carry out ``actions``; a failed call is logged and retried by a later tick's reconcile."""
     pool = actions.model
-    await _drain(store, actions.drain)
+    await _mark(store, actions.undrain, "ready")
+    if actions.undrain:
+        await store.wake_dispatchers(pool)
+    await _mark(store, actions.drain, "draining")
 
     if actions.terminate:
         try:

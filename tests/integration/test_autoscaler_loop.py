@@ -467,3 +467,32 @@ def test_provider_memory_survives_from_one_run_to_the_next(r: redis.Redis, redis
         assert from_json(str(r.get(keys.AUTOSCALER_STATE))).provider == {"launches": 2}
 
     with_store(redis_url, body)
+
+
+def test_load_returning_puts_a_draining_worker_back_instead_of_launching(r: redis.Redis, redis_url: str) -> None:
+    clock = Clock()
+    provider = FakeProvider(clock)
+    cfg = settings()
+
+    async def body(store: Store) -> None:
+        queue_jobs(r, 8)
+        await run_once(store, provider, cfg, clock=clock)
+        a, b = provider.alive(MODEL)
+        wa, wb = await boot(store, a, clock), await boot(store, b, clock)
+        r.delete(keys.model_queue(MODEL))
+        r.rpush(keys.worker_active(wa), "job-a")  # a is busy, b is idle
+        clock.t += 1
+        await run_once(store, provider, cfg, clock=clock)
+        clock.t += 10
+        report = await run_once(store, provider, cfg, clock=clock)
+        assert report.actions[MODEL].drain == (wb,)
+        r.rpush(keys.worker_active(wb), "job-b2")  # still finishing work when the load comes back
+        queue_jobs(r, 4)  # with a's job, 5 jobs: 2 workers at 4 per worker
+        clock.t += 1
+        report = await run_once(store, provider, cfg, clock=clock)
+        assert report.actions[MODEL].undrain == (wb,)
+        assert report.actions[MODEL].launch == 0
+        assert r.hget(keys.worker_info(wb), "state") == "ready"
+        assert len(provider.alive(MODEL)) == 2
+
+    with_store(redis_url, body)

@@ -160,3 +160,17 @@ def test_forget_old_drops_expired_entries() -> None:
     kept = forget_old(s, now=100.0, keep_s=10.0)
     assert set(kept.launching) == {"new"} and set(kept.stopped) == {"new"}
     assert kept.backoff_until == {"other": 200.0}
+
+
+def test_plan_puts_draining_workers_back_to_work_before_launching() -> None:
+    f = fleet(
+        worker("w1", "i-1"),
+        draining=(worker("busy", "i-2", state="draining", running=1), worker("empty", "i-3", state="draining")),
+    )
+    a = plan(f, 2, NOW)
+    assert (a.undrain, a.launch, a.terminate) == (("busy",), 0, ("i-3",))
+    a = plan(f, 4, NOW)
+    assert (a.undrain, a.launch, a.terminate) == (("busy", "empty"), 1, ())
+    assert "reuse draining busy, empty" in a.describe()
+    a = plan(f, 1, NOW)
+    assert (a.undrain, a.launch, a.terminate) == ((), 0, ("i-3",))
