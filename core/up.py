@@ -47,7 +47,7 @@ class Supervisor:
         self.env = env
         self.children: list[Child] = []
         self.stopping = threading.Event()
-        self._print = threading.Lock()
+        self.print_lock = threading.Lock()
 
     def add(self, name: str, args: list[str], order: int, module: str = "core.cli") -> Child:
         child = Child(name, [sys.executable, "-m", module, *args], order)
@@ -66,7 +66,7 @@ class Supervisor:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip()
-            with self._print:
+            with self.print_lock:
                 print(f"[{c.name}] {line}", flush=True)
 
     def start(self) -> None:
@@ -105,6 +105,35 @@ class Supervisor:
                 c.pump.join(timeout=2)
 
 
+class LogFollower:
+    """Prints the logs of workers the autoscaler starts (they write to files) with a prefix."""
+
+    def __init__(self, directory: Path, sup: Supervisor):
+        self.directory = directory
+        self.sup = sup
+        self.offsets: dict[Path, int] = {}
+
+    def run(self) -> None:
+        while not self.sup.stopping.wait(0.25):
+            self.poll()
+        self.poll()
+
+    def poll(self) -> None:
+        for path in sorted(self.directory.glob("*.log")):
+            start = self.offsets.get(path, 0)
+            try:
+                with path.open("rb") as f:
+                    f.seek(start)
+                    chunk = f.read()
+            except OSError:
+                continue
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            self.offsets[path] = start + len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                with self.sup.print_lock:
+                    print(f"[worker {path.stem}] {line}", flush=True)
+
+
 def stop_local_workers(settings: Settings) -> None:
     """Workers the autoscaler started run in their own sessions; stop them (they drain) once it is gone."""
     if settings.autoscaler.enabled and settings.autoscaler.provider == "local":
@@ -129,8 +158,14 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
     env["REDIS_URL"] = redis_url
     sup.add("api", ["api"], order=3)
     sup.add("dispatcher", ["dispatcher"], order=2)
+    follower = None
     if settings.autoscaler.enabled:
         sup.add("autoscaler", ["autoscale", "--provider", "local"], order=AUTOSCALER_ORDER)
+        settings.autoscaler.instances_dir.mkdir(parents=True, exist_ok=True)
+        follower = LogFollower(settings.autoscaler.instances_dir, sup)
+        # Logs from earlier runs are history, not news.
+        for old in settings.autoscaler.instances_dir.glob("*.log"):
+            follower.offsets[old] = old.stat().st_size
     elif not args.no_workers:
         for model, cfg in settings.models.items():
             for i in range(cfg.local_workers):
@@ -142,6 +177,9 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     sup.start()
+    follow_thread = threading.Thread(target=follower.run, daemon=True) if follower else None
+    if follow_thread:
+        follow_thread.start()
     log.info("Tidal is up: API on http://%s:%d (docs at /docs). Ctrl-C stops everything.",
              settings.api.host, settings.api.port)
     try:
@@ -149,5 +187,7 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
     finally:
         log.info("stopping...")
         sup.stop(after_group=lambda order: stop_local_workers(settings) if order == AUTOSCALER_ORDER else None)
+        if follow_thread:
+            follow_thread.join(timeout=2)
         log.info("stopped")
     return 0

@@ -124,3 +124,10 @@ class Stack:
 
     def logs(self) -> str:
         return "\n".join(f"== {f.name}\n{f.read_text()[-3000:]}" for f in sorted(self.tmp.glob("*.log")))
+
+
+def start_up(config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`tidal --config <config> up`, its output going to ``log`` (a pipe nobody reads would fill up)."""
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "core.cli", "--config", str(config), "up"], cwd=ROOT,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.procs import ROOT, free_port, wait_for
+from tests.procs import free_port, start_up, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -56,10 +55,10 @@ def pid_alive(pid: int) -> bool:
 def test_scale_from_zero_to_n_and_back(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "tidal.toml"
+    log = tmp_path / "up.log"
     config.write_text(CONFIG.format(port=port, tmp=tmp_path))
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "--config", str(config), "up"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = start_up(config, log, env)
     url = f"http://127.0.0.1:{port}"
     worker_pids: set[int] = set()
 
@@ -95,19 +94,21 @@ def test_scale_from_zero_to_n_and_back(tmp_path: Path) -> None:
             wait_for(lambda: not any(pid_alive(p) for p in worker_pids), timeout_s=30, what="worker exit")
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+    out = log.read_bytes()
     assert proc.returncode == 0, out.decode()[-3000:]
     assert worker_pids and not any(pid_alive(p) for p in worker_pids)
+    assert b"[worker local-" in out and b"succeeded" in out  # autoscaled workers' logs reach the terminal
     assert subprocess.run(["pgrep", "-f", str(config)], capture_output=True, text=True).stdout == ""
 
 
 def test_ctrl_c_with_autoscaled_workers_running_leaves_nothing(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "tidal.toml"
+    log = tmp_path / "up.log"
     config.write_text(CONFIG.format(port=port, tmp=tmp_path))
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "--config", str(config), "up"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = start_up(config, log, env)
     pids: set[int] = set()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=40) as http:
@@ -124,7 +125,8 @@ def test_ctrl_c_with_autoscaled_workers_running_leaves_nothing(tmp_path: Path) -
             pids = {json.loads(r.read_text())["pid"] for r in (tmp_path / "instances").glob("*.json")}
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=90)
+        proc.wait(timeout=90)
+    out = log.read_bytes()
     assert proc.returncode == 0, out.decode()[-3000:]
     assert pids and not any(pid_alive(p) for p in pids)
     assert b"drain" in out or b"stopped" in out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,15 +125,15 @@ def test_dispatcher_crash_loses_nothing(stack: Stack) -> None:
 
 
 def test_tidal_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
-    from tests.procs import CONFIG, ROOT, free_port
+    from tests.procs import CONFIG, free_port, start_up
 
     port = free_port()
     config = tmp_path / "tidal.toml"
+    log = tmp_path / "up.log"
     config.write_text(CONFIG.format(port=port) + f'\n[redis]\ndata_dir = "{tmp_path / "valkey"}"\n')
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["TIDAL_MODELS__ECHO__LOCAL_WORKERS"] = "2"
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "--config", str(config), "up"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = start_up(config, log, env)
     try:
         url = f"http://127.0.0.1:{port}"
 
@@ -151,7 +150,8 @@ def test_tidal_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> No
         assert (tmp_path / "valkey" / "appendonlydir").is_dir()  # AOF persistence is on
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+    out = log.read_bytes()
     assert proc.returncode == 0, out.decode()
     leftovers = subprocess.run(["pgrep", "-f", str(config)], capture_output=True, text=True).stdout
     assert leftovers == "", f"processes left running: {leftovers}"
