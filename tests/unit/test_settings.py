@@ -16,6 +16,16 @@ max_workers = 3
 """
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The suite itself may run with REDIS_URL or TIDAL_* set; these tests need only their own.
+    import os
+
+    for name in list(os.environ):
+        if name == "REDIS_URL" or name.startswith("TIDAL_"):
+            monkeypatch.delenv(name)
+
+
 def write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "tidal.toml"
     p.write_text(text)
