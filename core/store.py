@@ -204,7 +204,7 @@ class Store:
         return res[0], (res[1] if len(res) > 1 else None)
 
     @translated
-    async def requeue_worker(self, worker_id: str, model: str, mode: Literal["dead", "drain"], now: float
+    async def requeue_worker(self, worker_id: str, model: str, mode: Literal["dead", "drain", "gone"], now: float
                              ) -> tuple[int, int]:
         res = await self._run(
             "requeue",
@@ -248,13 +248,11 @@ class Store:
         return True
 
     @translated
-    async def deregister_worker(self, worker_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as p:
-            p.delete(keys.worker_info(worker_id), keys.worker_alive(worker_id), keys.worker_cancels(worker_id),
-                     keys.worker_queue(worker_id), keys.worker_active(worker_id))
-            p.srem(keys.WORKERS, worker_id)
-            p.srem(keys.RQ_QUEUES, keys.worker_queue(worker_id))
-            await p.execute()
+    async def deregister_worker(self, worker_id: str, model: str, now: float) -> tuple[int, int]:
+        """Remove a worker; any job it still holds goes back to the front of its model queue."""
+        returned = await self.requeue_worker(worker_id, model, "gone", now)
+        await self.redis.srem(keys.RQ_QUEUES, keys.worker_queue(worker_id))
+        return returned
 
     @translated
     async def take(self, worker_id: str, timeout_s: float) -> str | None:

@@ -83,9 +83,10 @@ class Worker:
         finally:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
-            await self.store.deregister_worker(self.me.id)
+            requeued, failed = await self.store.deregister_worker(self.me.id, self.me.model, self.clock())
             self._pool.shutdown(wait=False, cancel_futures=True)
-            log.info("worker %s deregistered", self.me.id)
+            log.info("worker %s deregistered%s", self.me.id,
+                     f" ({requeued} job(s) given back, {failed} failed)" if requeued or failed else "")
 
     async def drain(self) -> None:
         """Take no new jobs, give back the ones not started, let running ones finish."""

@@ -2,6 +2,8 @@
 -- mode 'dead':  the worker's heartbeat expired. Its running jobs get attempt+1 (failed past
 --               max_attempts), its dispatched jobs go back as they were, and its records go.
 -- mode 'drain': the worker is shutting down; only its not-yet-started jobs go back.
+-- mode 'gone':  the worker is deregistering: like 'dead' without the heartbeat check, so
+--               whatever it still holds (normally nothing) is never orphaned.
 -- KEYS: 1 worker queue, 2 worker active, 3 worker info, 4 worker alive, 5 workers set,
 --       6-8 model queues (high, normal, low), 9 worker cancel set, 10 expiry zset
 -- ARGV: 1 worker id, 2 job key prefix, 3 now, 4 retention s, 5 mode, 6 done channel,
@@ -40,7 +42,7 @@ local function give_back(id, ran)
   requeued = requeued + 1
 end
 
-if mode == 'dead' then
+if mode ~= 'drain' then
   for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do give_back(id, true) end
 end
 for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do give_back(id, false) end
@@ -48,8 +50,8 @@ for p, ids in pairs(front) do
   for i = #ids, 1, -1 do redis.call('LPUSH', queue_of[p], ids[i]) end
 end
 redis.call('DEL', KEYS[1])
-if mode == 'dead' then
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[9])
+if mode ~= 'drain' then
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[9])
   redis.call('SREM', KEYS[5], wid)
 end
 if requeued > 0 then redis.call('PUBLISH', ARGV[7], ARGV[8]) end

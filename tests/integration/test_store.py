@@ -241,3 +241,21 @@ def test_drain_returns_only_unstarted_jobs(redis_url: str, r: redis.Redis, mode:
         assert r.sismember(keys.WORKERS, "w1")
 
     arun(redis_url, body)
+
+
+def test_deregistering_with_jobs_still_held_gives_them_back(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        running, waiting = await submit(store), await submit(store)
+        await register(store, "w1", slots=2)
+        await store.dispatch("m", "w1", 2, NOW)
+        await store.dispatch("m", "w1", 2, NOW)
+        await store.take("w1", 0.1)
+        await store.start_job("w1", running, NOW)  # type: ignore[arg-type]
+        assert await store.deregister_worker("w1", "m", NOW) == (2, 0)
+        assert r.lrange(keys.model_queue("m"), 0, -1) == [running, waiting]
+        assert not r.exists(keys.worker_info("w1"), keys.worker_alive("w1"), keys.worker_queue("w1"),
+                            keys.worker_active("w1"))
+        assert not r.sismember(keys.WORKERS, "w1")
+        assert not r.sismember(keys.RQ_QUEUES, keys.worker_queue("w1"))
+
+    arun(redis_url, body)
