@@ -155,7 +155,7 @@ class AutoscalerSettings(_Section):
     provider: Literal["local", "aws-ec2"] = "local"
     interval_s: float = Field(default=2.0, gt=0)
     acceptable_wait_s: float = Field(default=10.0, gt=0)
-    scale_down_window_s: float = Field(default=30.0, ge=0)
+    scale_down_window_s: float = Field(default=120.0, ge=0)
     idle_timeout_s: float = Field(default=60.0, ge=0)
     boot_timeout_s: float = Field(default=600.0, gt=0)
     max_step: int = Field(default=4, ge=1)

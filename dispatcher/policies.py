@@ -61,7 +61,9 @@ def _rotate_argmin(
 
 
 def least_backlog(open_: list[Candidate], state: PolicyState, session: str | None, u: float) -> Choice:
-    return _rotate_argmin(open_, state, lambda c: c.outstanding / c.weight)
+    # Counting the job being placed (+1) makes idle workers differ by weight: with every
+    # worker idle the job goes to the fastest, not to whichever is next in turn.
+    return _rotate_argmin(open_, state, lambda c: (c.outstanding + 1) / c.weight)
 
 
 def least_connections(open_: list[Candidate], state: PolicyState, session: str | None, u: float) -> Choice:
@@ -87,7 +89,8 @@ def weighted(open_: list[Candidate], state: PolicyState, session: str | None, u:
     """nginx's smooth weighted round robin over the workers that have room."""
     total = sum(c.weight for c in open_)
     current = {c.id: state.wrr.get(c.id, 0.0) + c.weight for c in open_}
-    pick = max(open_, key=lambda c: (current[c.id], -open_.index(c)))
+    # Highest credit wins; ties go to the earliest (open_ is sorted by id).
+    _, _, pick = max((current[c.id], -i, c) for i, c in enumerate(open_))
     current[pick.id] -= total
     return pick.id, replace(state, wrr=current)
 

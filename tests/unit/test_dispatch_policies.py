@@ -18,6 +18,9 @@ C = Candidate
         ("least-backlog", [C("a", queued=2, room=3), C("b", running=1, room=3)], "b"),
         ("least-backlog", [C("a", weight=4, queued=3, room=2), C("b", queued=1, room=2)], "a"),
         ("least-backlog", [C("a", room=0), C("b", queued=5, room=1)], "b"),
+        ("least-backlog", [C("slow", weight=1), C("fast", weight=4)], "fast"),  # all idle: the fastest
+        ("least-backlog", [C("slow", weight=1), C("fast", weight=4, queued=3, room=1)], "fast"),
+        ("least-backlog", [C("slow", weight=1), C("fast", weight=4, queued=4, room=1)], "slow"),
         # least-connections ignores weight
         ("least-connections", [C("a", weight=4, queued=3, room=2), C("b", queued=1, room=2)], "b"),
         # least-latency: expected finish = ewma * (outstanding + 1) / slots
