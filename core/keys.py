@@ -20,9 +20,21 @@ _PRIORITY_SUFFIX: Final[dict[Priority, str]] = {"high": ".high", "normal": "", "
 WORKERS: Final = "tidal:workers"
 EXPIRY: Final = "tidal:expiry"
 
-# Pub/sub channels. Payloads are a model name (dispatch) or a job id (done).
+# Pub/sub channels. Dispatch payloads are ``job:<model>`` (backlog grew) or ``room:<model>``
+# (a slot freed, a worker came or changed, the policy changed); done payloads are job ids.
 CH_DISPATCH: Final = "tidal:ev:dispatch"
 CH_DONE: Final = "tidal:ev:done"
+EV_JOB: Final = "job"
+EV_ROOM: Final = "room"
+
+
+def dispatch_event(kind: str, model: str) -> str:
+    return f"{kind}:{model}"
+
+
+def parse_dispatch_event(payload: str) -> tuple[str, str]:
+    kind, _, model = payload.partition(":")
+    return kind, model
 
 AUTOSCALER_LOCK: Final = "tidal:autoscaler:lock"
 AUTOSCALER_STATE: Final = "tidal:autoscaler:state"

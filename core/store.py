@@ -111,7 +111,8 @@ class Store:
             "submit",
             [job_key, keys.model_queue(model, priority), keys.RQ_QUEUES, *keys.model_queues(model), idem_key,
              keys.EXPIRY],
-            [job_id, max_queue_len, idem_ttl, repr(now + ttl_s), keys.CH_DISPATCH, model, *flat],
+            [job_id, max_queue_len, idem_ttl, repr(now + ttl_s), keys.CH_DISPATCH,
+             keys.dispatch_event(keys.EV_JOB, model), *flat],
         )
         outcome, value = res[0], res[1]
         if outcome == "full":
@@ -212,7 +213,7 @@ class Store:
              keys.worker_alive(worker_id), keys.WORKERS, *keys.model_queues(model),
              keys.worker_cancels(worker_id), keys.EXPIRY],
             [worker_id, keys.RQ_JOB_PREFIX, repr(now), self.result_ttl_s, mode, keys.CH_DONE,
-             keys.CH_DISPATCH, model],
+             keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model)],
         )
         return int(res[0]), int(res[1])
 
@@ -226,7 +227,7 @@ class Store:
             p.set(keys.worker_alive(wid), "1", px=int(ttl_s * 1000))
             p.sadd(keys.WORKERS, wid)
             p.sadd(keys.RQ_QUEUES, keys.worker_queue(wid))
-            p.publish(keys.CH_DISPATCH, info["model"])
+            p.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, info["model"]))
             await p.execute()
 
     @translated
@@ -282,7 +283,7 @@ class Store:
             "finish",
             [keys.job(job_id), keys.worker_active(worker_id), keys.worker_info(worker_id)],
             [job_id, worker_id, attempt, state, RQ_STATUS[state], "output" if ok else "error", payload, repr(now),
-             self.result_ttl_s, repr(run_s), keys.CH_DONE, keys.CH_DISPATCH, model],
+             self.result_ttl_s, repr(run_s), keys.CH_DONE, keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model)],
         )
         return bool(accepted)
 
@@ -320,12 +321,12 @@ class Store:
     async def set_policy(self, model: str, policy: str) -> None:
         async with self.redis.pipeline(transaction=True) as p:
             p.set(keys.model_policy(model), policy)
-            p.publish(keys.CH_DISPATCH, model)
+            p.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model))
             await p.execute()
 
     @translated
     async def wake_dispatchers(self, model: str) -> None:
-        await self.redis.publish(keys.CH_DISPATCH, model)
+        await self.redis.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model))
 
 
 def is_terminal(state: str) -> bool:

@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from core import keys
 from core.errors import StoreUnavailable
@@ -42,6 +43,10 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.policy_state: dict[str, PolicyState] = {m: PolicyState() for m in self.models}
         self.dispatched = 0
+        # Models whose last round left backlog with no worker room: a new job for one of them
+        # cannot move until a "room" event arrives, so it need not cost a fleet snapshot.
+        self.blocked: set[str] = set()
+        self.rounds = 0
 
     def policy_of(self, model: str, snap: FleetSnapshot) -> str:
         override = snap.models[model].policy_override
@@ -50,18 +55,36 @@ class Dispatcher:
     async def dispatch_round(self, snap: FleetSnapshot | None = None) -> int:
         """Send as many waiting jobs as the fleet has room for; returns how many moved."""
         snap = snap or await self.store.snapshot(self.models)
+        self.rounds += 1
         moved = 0
         for model in self.models:
             if snap.models[model].backlog:
-                moved += await self._dispatch_model(model, snap)
+                n, blocked = await self._dispatch_model(model, snap)
+                moved += n
+                if blocked:
+                    self.blocked.add(model)
+                else:
+                    self.blocked.discard(model)
+            else:
+                self.blocked.discard(model)
         self.dispatched += moved
         return moved
 
-    async def _dispatch_model(self, model: str, snap: FleetSnapshot) -> int:
+    def worth_a_round(self, events: list[str]) -> bool:
+        """False when every event is a new job for a model that has no room anyway."""
+        for payload in events:
+            kind, model = keys.parse_dispatch_event(payload)
+            if kind != keys.EV_JOB or model not in self.blocked:
+                return True
+        return False
+
+    async def _dispatch_model(self, model: str, snap: FleetSnapshot) -> tuple[int, bool]:
+        """Dispatch what fits; returns how many moved and whether backlog is left with no room."""
         policy = self.policy_of(model, snap)
         prefetch = self.settings.models[model].prefetch
         cands = candidates(snap.workers_of(model), lambda w: prefetch or w.slots)
         moved, backlog = 0, snap.models[model].backlog
+        blocked = False
         while backlog > 0 and cands:
             expected, session = "", None
             if policy in NEEDS_SESSION:
@@ -73,6 +96,7 @@ class Dispatcher:
                 policy, list(cands.values()), self.policy_state[model], session=session, u=self.rng.random()
             )
             if wid is None:
+                blocked = True
                 break
             c = cands[wid]
             outcome, _ = await self.store.dispatch(model, wid, prefetch or c.slots, self.clock(), expected)
@@ -84,7 +108,7 @@ class Dispatcher:
                 break
             elif outcome != "moved":  # full, dead or draining: our view was stale
                 del cands[wid]
-        return moved
+        return moved, blocked or (backlog > 0 and not cands)
 
     async def sweep(self, snap: FleetSnapshot | None = None) -> None:
         """Re-queue the jobs of workers whose heartbeat expired; expire jobs past their ttl."""
@@ -115,17 +139,29 @@ class Dispatcher:
                         await self.sweep(snap)
                         next_sweep = time.monotonic() + tick_s
                         snap = await self.store.snapshot(self.models)
-                    moved = await self.dispatch_round(snap)
-                    if moved:
+                    if await self.dispatch_round(snap):
                         await self._drain_events(pubsub)
                         continue
-                    await pubsub.get_message(timeout=tick_s)
-                    await self._drain_events(pubsub)
+                    while not stop.is_set() and time.monotonic() < next_sweep:
+                        events = await self._wait_events(pubsub, next_sweep - time.monotonic())
+                        if self.worth_a_round(events):
+                            break
                 except StoreUnavailable as exc:
                     log.warning("redis unavailable: %s; retrying in %.1fs", exc, tick_s)
                     await asyncio.sleep(tick_s)
         finally:
             await pubsub.aclose()
+
+    @staticmethod
+    async def _wait_events(pubsub: Any, timeout_s: float) -> list[str]:
+        """Block until at least one event (or the timeout), then take every event already queued."""
+        events = []
+        message = await pubsub.get_message(timeout=max(0.0, timeout_s))
+        while message is not None:
+            if message.get("type") == "message":
+                events.append(message["data"])
+            message = await pubsub.get_message(timeout=0)
+        return events
 
     @staticmethod
     async def _drain_events(pubsub: object) -> None:

@@ -7,7 +7,7 @@
 -- KEYS: 1 worker queue, 2 worker active, 3 worker info, 4 worker alive, 5 workers set,
 --       6-8 model queues (high, normal, low), 9 worker cancel set, 10 expiry zset
 -- ARGV: 1 worker id, 2 job key prefix, 3 now, 4 retention s, 5 mode, 6 done channel,
---       7 dispatch channel, 8 model
+--       7 dispatch channel, 8 event payload (room:<model>)
 -- Returns {requeued, failed}, or {-1, 0} if a 'dead' worker turned out to be alive.
 local mode = ARGV[5]
 if mode == 'dead' and redis.call('EXISTS', KEYS[4]) == 1 then return {-1, 0} end

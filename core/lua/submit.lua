@@ -2,7 +2,7 @@
 -- KEYS: 1 job hash, 2 target queue, 3 rq:queues, 4-6 model queues (high, normal, low),
 --       7 idempotency key (or the job key when there is none), 8 expiry zset
 -- ARGV: 1 job id, 2 max queue length, 3 idempotency ttl s (0: none), 4 expires_at_s,
---       5 dispatch channel, 6 model, 7.. field/value pairs of the job hash
+--       5 dispatch channel, 6 event payload (job:<model>), 7.. field/value pairs of the job hash
 local id = ARGV[1]
 if ARGV[3] ~= '0' then
   local existing = redis.call('GET', KEYS[7])
