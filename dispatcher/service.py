@@ -139,9 +139,9 @@ class Dispatcher:
                         await self.sweep(snap)
                         next_sweep = time.monotonic() + tick_s
                         snap = await self.store.snapshot(self.models)
-                    if await self.dispatch_round(snap):
-                        await self._drain_events(pubsub)
-                        continue
+                    # A round stops only when nothing more can move, so the next one waits for an
+                    # event; any that came in during this round are still queued and wake it at once.
+                    await self.dispatch_round(snap)
                     while not stop.is_set() and time.monotonic() < next_sweep:
                         events = await self._wait_events(pubsub, next_sweep - time.monotonic())
                         if self.worth_a_round(events):
@@ -162,8 +162,3 @@ class Dispatcher:
                 events.append(message["data"])
             message = await pubsub.get_message(timeout=0)
         return events
-
-    @staticmethod
-    async def _drain_events(pubsub: object) -> None:
-        while await pubsub.get_message(timeout=0):  # type: ignore[attr-defined]
-            pass
