@@ -15,12 +15,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tidal up --config tidal.toml
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+bench: $(STAMP)
+	for b in pipeline dispatcher routing autoscale coldstart; do $(BIN)/python -m bench $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .tidal

@@ -29,7 +29,7 @@ def run_bench(name: str, out: Path) -> dict[str, Any]:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads((out / f"{name}.json").read_text())
+    doc: dict[str, Any] = json.loads((out / f"{name}.json").read_text())
     assert json.loads(proc.stdout) == doc  # the summary printed is the file written
     assert doc["benchmark"] == name
     assert doc["meta"]["quick"] is True
@@ -70,6 +70,7 @@ def test_routing_quick(tmp_path: Path) -> None:
 def test_autoscale_quick(tmp_path: Path) -> None:
     doc = run_bench("autoscale", tmp_path)
     names = {"tidal", "tidal-default-mean-run", "keda", "sagemaker", "static-peak", "oracle-schedule"}
+    names.add(doc["config"]["tidal_short_window"]["name"])
     assert set(doc["policies"]) == names
     for rep in doc["policies"].values():
         assert {"gpu_hours", "booting_gpu_hours", "cold_starts", "peak_fleet", "wait_s"} <= set(rep)
