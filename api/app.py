@@ -20,7 +20,7 @@ from api.schemas import Accepted, Job, ModelStatus, PolicyChange, SubmitRequest
 from api.waiters import CompletionWaiters
 from core.errors import StoreUnavailable
 from core.fleet import FleetSnapshot
-from core.jobs import JobRecord
+from core.jobs import JobRecord, NewJob
 from core.settings import Settings
 from core.store import Store, dumps_output
 
@@ -90,12 +90,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         cfg = settings.models[model]
         store = st(request)
         now = time.time()
-        res = await store.submit(
-            job_id=str(uuid.uuid4()), model=model, version=cfg.version, input_json=dumps_output(body.input),
+        new = NewJob(
+            id=str(uuid.uuid4()), model=model, version=cfg.version, input_json=dumps_output(body.input),
             priority=body.priority, session=body.session, timeout_s=body.timeout_s or cfg.timeout_s,
-            ttl_s=body.ttl_s or cfg.ttl_s, max_attempts=cfg.max_attempts, max_queue_len=cfg.max_queue_len,
-            idempotency_key=idempotency_key, now=now,
+            ttl_s=body.ttl_s or cfg.ttl_s, max_attempts=cfg.max_attempts,
         )
+        res = await store.submit(new, max_queue_len=cfg.max_queue_len, idempotency_key=idempotency_key, now=now)
         if res.outcome == "full":
             raise HTTPException(429, f"model {model!r} has {res.backlog} jobs waiting (max_queue_len "
                                      f"{cfg.max_queue_len}); retry later",

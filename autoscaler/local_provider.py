@@ -26,6 +26,7 @@ from pathlib import Path
 
 from autoscaler.provider import Instance, InstanceState
 from core.errors import ProviderError
+from core.procfs import start_time, stat_fields
 
 Command = Callable[[str], list[str]]
 
@@ -44,20 +45,6 @@ class ProcessRecord:
     # The kernel's start time of the process, so a recycled pid is not taken for our worker.
     proc_start: str | None
     stop_requested_at: float | None = None
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name; ``None`` without procfs or process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2 :].split()
-
-
-def _proc_start(pid: int) -> str | None:
-    fields = _proc_stat(pid)
-    return fields[19] if fields else None  # field 22 of stat, counted from after the name
 
 
 def _reap(pid: int) -> None:
@@ -109,7 +96,7 @@ class LocalProvider:
 
     def _alive(self, rec: ProcessRecord) -> bool:
         _reap(rec.pid)
-        fields = _proc_stat(rec.pid)
+        fields = stat_fields(rec.pid)
         if fields is None:
             try:
                 os.kill(rec.pid, 0)
@@ -176,7 +163,7 @@ class LocalProvider:
             ],
             setsid=True,
         )
-        rec = ProcessRecord(instance_id, pool, pid, token, self.clock(), _proc_start(pid))
+        rec = ProcessRecord(instance_id, pool, pid, token, self.clock(), start_time(pid))
         self._write(rec)
         return rec
 

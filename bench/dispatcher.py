@@ -33,6 +33,7 @@ from bench import fake_workers
 from bench.common import figure, ratio, save
 from bench.realstack import add_redis_argument, calls_between, command_calls, per_job, redis_server
 from core import keys
+from core.jobs import NewJob
 from core.settings import DispatcherSettings, ModelSettings, Settings
 from core.store import Store
 from dispatcher.service import Dispatcher
@@ -67,9 +68,8 @@ async def _preload(store: Store, jobs: int) -> None:
     now = time.time()
     for start in range(0, jobs, SUBMIT_BATCH):
         await asyncio.gather(*(
-            store.submit(job_id=f"j{i:07d}", model=MODEL, version="1", input_json="{}", priority="normal",
-                         session=None, timeout_s=60, ttl_s=86_400, max_attempts=1, max_queue_len=10_000_000,
-                         idempotency_key=None, now=now)
+            store.submit(NewJob(f"j{i:07d}", MODEL, "1", "{}", timeout_s=60, max_attempts=1),
+                         max_queue_len=10_000_000, idempotency_key=None, now=now)
             for i in range(start, min(jobs, start + SUBMIT_BATCH))
         ))
 

@@ -19,6 +19,7 @@ import redis
 
 from bench.common import REPO_ROOT
 from core.embedded import free_port, start_embedded
+from core.procfs import running, start_time, stat_fields
 
 # Commands the benchmark itself sends to read the counters; never part of a job's cost.
 _OWN_COMMANDS = frozenset({"info", "client|setinfo", "ping", "config|get", "hello"})
@@ -129,19 +130,11 @@ def http_up(url: str) -> bool:
         return False
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2:].split()
-
-
 def descendants(root: int) -> set[tuple[int, str]]:
     """(pid, kernel start time) of every live process under ``root``; the start time tells a reused pid apart."""
     parents: dict[int, list[tuple[int, str]]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+        if entry.name.isdigit() and (fields := stat_fields(int(entry.name))) is not None:
             parents.setdefault(int(fields[1]), []).append((int(entry.name), fields[19]))
     out: set[tuple[int, str]] = set()
     todo = [root]
@@ -153,5 +146,4 @@ def descendants(root: int) -> set[tuple[int, str]]:
 
 
 def still_running(procs: set[tuple[int, str]]) -> set[tuple[int, str]]:
-    return {(pid, start) for pid, start in procs if (f := _stat(pid)) is not None and f[19] == start
-            and f[0] != "Z"}
+    return {(pid, start) for pid, start in procs if running(pid) and start_time(pid) == start}

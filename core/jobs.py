@@ -43,44 +43,44 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def new_job_fields(
-    *,
-    job_id: str,
-    model: str,
-    version: str,
-    input_json: str,
-    priority: Priority,
-    session: str | None,
-    timeout_s: int,
-    expires_at_s: float,
-    max_attempts: int,
-    now: float,
-) -> dict[str, str]:
-    data = f'["{FUNC_NAME}", null, [{input_json}], {{}}]'
-    return {
-        # rq's fields
-        "status": "queued",
-        "origin": queue_name(model, priority),
-        "data": data,
-        "created_at": _iso(now),
-        "enqueued_at": _iso(now),
-        "timeout": str(timeout_s),
-        "description": f"{FUNC_NAME}({model})",
-        # Tidal's
-        "id": job_id,
-        "model": model,
-        "version": version,
-        "priority": priority,
-        "session": session or "",
-        "state": "queued",
-        "attempt": "1",
-        "max_attempts": str(max_attempts),
-        "executions": "0",
-        "queued_at_s": repr(now),
-        "timeout_s": str(timeout_s),
-        "expires_at_s": repr(expires_at_s),
-        "worker": "",
-    }
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job as submitted, before it is stored."""
+
+    id: str
+    model: str
+    version: str
+    input_json: str
+    priority: Priority = "normal"
+    session: str | None = None
+    timeout_s: int = 300
+    ttl_s: int = 86_400
+    max_attempts: int = 3
+
+    def fields(self, now: float) -> dict[str, str]:
+        """The job hash: rq's fields, so rq can load it, then Tidal's."""
+        return {
+            "status": "queued",
+            "origin": queue_name(self.model, self.priority),
+            "data": f'["{FUNC_NAME}", null, [{self.input_json}], {{}}]',
+            "created_at": _iso(now),
+            "enqueued_at": _iso(now),
+            "timeout": str(self.timeout_s),
+            "description": f"{FUNC_NAME}({self.model})",
+            "id": self.id,
+            "model": self.model,
+            "version": self.version,
+            "priority": self.priority,
+            "session": self.session or "",
+            "state": "queued",
+            "attempt": "1",
+            "max_attempts": str(self.max_attempts),
+            "executions": "0",
+            "queued_at_s": repr(now),
+            "timeout_s": str(self.timeout_s),
+            "expires_at_s": repr(now + self.ttl_s),
+            "worker": "",
+        }
 
 
 def input_from_data(data: str) -> Any:

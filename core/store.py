@@ -19,8 +19,7 @@ import redis.exceptions
 from core import keys
 from core.errors import StoreUnavailable
 from core.fleet import FleetSnapshot, ModelLoad, WorkerView
-from core.jobs import RQ_STATUS, TERMINAL, VIEW_FIELDS, JobRecord, input_from_data, new_job_fields
-from core.keys import Priority
+from core.jobs import RQ_STATUS, TERMINAL, VIEW_FIELDS, JobRecord, NewJob, input_from_data
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -83,36 +82,18 @@ class Store:
     # --- jobs ------------------------------------------------------------------------------
 
     @translated
-    async def submit(
-        self,
-        *,
-        job_id: str,
-        model: str,
-        version: str,
-        input_json: str,
-        priority: Priority,
-        session: str | None,
-        timeout_s: int,
-        ttl_s: int,
-        max_attempts: int,
-        max_queue_len: int,
-        idempotency_key: str | None,
-        now: float,
-    ) -> Submitted:
-        fields = new_job_fields(
-            job_id=job_id, model=model, version=version, input_json=input_json, priority=priority,
-            session=session, timeout_s=timeout_s, expires_at_s=now + ttl_s, max_attempts=max_attempts, now=now,
-        )
-        job_key = keys.job(job_id)
-        idem_key = keys.idempotency(model, idempotency_key) if idempotency_key else job_key
-        idem_ttl = ttl_s + timeout_s + self.result_ttl_s if idempotency_key else 0
-        flat = [x for kv in fields.items() for x in kv]
+    async def submit(self, job: NewJob, *, max_queue_len: int, idempotency_key: str | None, now: float
+                     ) -> Submitted:
+        job_key = keys.job(job.id)
+        idem_key = keys.idempotency(job.model, idempotency_key) if idempotency_key else job_key
+        idem_ttl = job.ttl_s + job.timeout_s + self.result_ttl_s if idempotency_key else 0
+        flat = [x for kv in job.fields(now).items() for x in kv]
         res = await self._run(
             "submit",
-            [job_key, keys.model_queue(model, priority), keys.RQ_QUEUES, *keys.model_queues(model), idem_key,
-             keys.EXPIRY],
-            [job_id, max_queue_len, idem_ttl, repr(now + ttl_s), keys.CH_DISPATCH,
-             keys.dispatch_event(keys.EV_JOB, model), *flat],
+            [job_key, keys.model_queue(job.model, job.priority), keys.RQ_QUEUES, *keys.model_queues(job.model),
+             idem_key, keys.EXPIRY],
+            [job.id, max_queue_len, idem_ttl, repr(now + job.ttl_s), keys.CH_DISPATCH,
+             keys.dispatch_event(keys.EV_JOB, job.model), *flat],
         )
         outcome, value = res[0], res[1]
         if outcome == "full":

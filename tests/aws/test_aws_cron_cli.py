@@ -19,6 +19,7 @@ import httpx
 import pytest
 import redis
 
+from core.jobs import NewJob
 from core.store import Store
 from tests.aws.conftest import REGION, TEMPLATE_NAME, Network
 from tests.procs import ROOT, Stack, wait_for
@@ -73,10 +74,8 @@ def test_cron_launches_tagged_instances_for_a_backlog_and_terminates_them_once_i
             store = Store.from_url(redis_url)
             try:
                 for _ in range(4):
-                    await store.submit(job_id=str(uuid.uuid4()), model="sleep", version="1",
-                                       input_json='{"ms": 100}', priority="normal", session=None, timeout_s=30,
-                                       ttl_s=600, max_attempts=1, max_queue_len=100, idempotency_key=None,
-                                       now=time.time())
+                    job = NewJob(str(uuid.uuid4()), "sleep", "1", '{"ms": 100}', max_attempts=1)
+                    await store.submit(job, max_queue_len=100, idempotency_key=None, now=time.time())
             finally:
                 await store.close()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.procfs import running
 from tests.procs import free_port, start_up, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -43,23 +44,21 @@ max_workers = 3
 """
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
+pid_alive = running
 
 
-def test_scale_from_zero_to_n_and_back(tmp_path: Path) -> None:
+def start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Path, Path]:
+    """`tidal up` on the config above: (process, API url, config path, log path)."""
     port = free_port()
     config = tmp_path / "tidal.toml"
     log = tmp_path / "up.log"
     config.write_text(CONFIG.format(port=port, tmp=tmp_path))
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    proc = start_up(config, log, env)
-    url = f"http://127.0.0.1:{port}"
+    return start_up(config, log, env), f"http://127.0.0.1:{port}", config, log
+
+
+def test_scale_from_zero_to_n_and_back(tmp_path: Path) -> None:
+    proc, url, config, log = start(tmp_path)
     worker_pids: set[int] = set()
 
     def sleep_model(http: httpx.Client) -> dict[str, int]:
@@ -67,13 +66,7 @@ def test_scale_from_zero_to_n_and_back(tmp_path: Path) -> None:
 
     try:
         with httpx.Client(base_url=url, timeout=40) as http:
-            def api_up() -> bool:
-                try:
-                    return http.get("/healthz").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            wait_for(api_up, timeout_s=60, what="tidal up")
+            wait_for(lambda: _api_up(http), timeout_s=60, what="tidal up")
             assert sleep_model(http)["workers"] == 0  # starts with zero workers
             ids = [http.post("/v1/models/sleep/jobs", json={"input": {"ms": 100}}).json()["id"] for _ in range(50)]
             peak = 0
@@ -103,15 +96,10 @@ def test_scale_from_zero_to_n_and_back(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_with_autoscaled_workers_running_leaves_nothing(tmp_path: Path) -> None:
-    port = free_port()
-    config = tmp_path / "tidal.toml"
-    log = tmp_path / "up.log"
-    config.write_text(CONFIG.format(port=port, tmp=tmp_path))
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    proc = start_up(config, log, env)
+    proc, url, _, log = start(tmp_path)
     pids: set[int] = set()
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=40) as http:
+        with httpx.Client(base_url=url, timeout=40) as http:
             def running() -> bool:
                 try:
                     job = http.get(f"/v1/jobs/{job_id}").json()

@@ -15,6 +15,7 @@ import redis.asyncio.connection
 
 from core.embedded import start_embedded
 from core.errors import StoreUnavailable
+from core.jobs import NewJob
 from core.store import Store, connect
 
 
@@ -68,9 +69,8 @@ def test_rq_info_lists_our_queues(redis_url: str, r: redis.Redis) -> None:
     async def submit() -> None:
         store = Store.from_url(redis_url)
         try:
-            await store.submit(job_id=str(uuid.uuid4()), model="echo", version="1", input_json="1",
-                               priority="normal", session=None, timeout_s=5, ttl_s=60, max_attempts=1,
-                               max_queue_len=10, idempotency_key=None, now=0.0)
+            await store.submit(NewJob(str(uuid.uuid4()), "echo", "1", "1"), max_queue_len=10, idempotency_key=None,
+                               now=0.0)
         finally:
             await store.close()
 

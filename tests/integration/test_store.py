@@ -15,6 +15,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from core import keys
+from core.jobs import NewJob
 from core.store import Store
 
 NOW = 1_700_000_000.0
@@ -34,11 +35,9 @@ def arun(url: str, body: Callable[[Store], Awaitable[Any]]) -> Any:
 async def submit(store: Store, model: str = "m", *, priority: str = "normal", ttl_s: int = 3600,
                  max_queue_len: int = 100, idem: str | None = None, max_attempts: int = 2, now: float = NOW,
                  payload: Any = None) -> str | None:
-    res = await store.submit(
-        job_id=str(uuid.uuid4()), model=model, version="1", input_json=json.dumps(payload or {"x": 1}),
-        priority=priority, session=None, timeout_s=30, ttl_s=ttl_s, max_attempts=max_attempts,  # type: ignore[arg-type]
-        max_queue_len=max_queue_len, idempotency_key=idem, now=now,
-    )
+    job = NewJob(str(uuid.uuid4()), model, "1", json.dumps(payload or {"x": 1}), priority,  # type: ignore[arg-type]
+                 timeout_s=30, ttl_s=ttl_s, max_attempts=max_attempts)
+    res = await store.submit(job, max_queue_len=max_queue_len, idempotency_key=idem, now=now)
     return res.job_id
 
 
@@ -212,14 +211,10 @@ def test_jobs_expire_past_their_ttl(redis_url: str, r: redis.Redis) -> None:
 def test_idempotency_and_backlog_bound(redis_url: str, r: redis.Redis) -> None:
     async def body(store: Store) -> None:
         first = await submit(store, idem="k1", max_queue_len=2)
-        res = await store.submit(job_id="other", model="m", version="1", input_json="1", priority="normal",
-                                 session=None, timeout_s=1, ttl_s=10, max_attempts=1, max_queue_len=2,
-                                 idempotency_key="k1", now=NOW)
+        res = await store.submit(NewJob("other", "m", "1", "1"), max_queue_len=2, idempotency_key="k1", now=NOW)
         assert (res.outcome, res.job_id) == ("dup", first)
         assert await submit(store, max_queue_len=2)
-        full = await store.submit(job_id="x", model="m", version="1", input_json="1", priority="high",
-                                  session=None, timeout_s=1, ttl_s=10, max_attempts=1, max_queue_len=2,
-                                  idempotency_key=None, now=NOW)
+        full = await store.submit(NewJob("x", "m", "1", "1", "high"), max_queue_len=2, idempotency_key=None, now=NOW)
         assert full.outcome == "full" and full.backlog == 2
         assert not r.exists(keys.job("x"))
 
