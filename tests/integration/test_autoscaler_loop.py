@@ -125,26 +125,34 @@ def test_burst_scales_up_by_max_step_to_max_workers(r: redis.Redis, redis_url: s
     with_store(redis_url, body)
 
 
+async def two_workers_then_drain_the_idle_one(
+    r: redis.Redis, store: Store, provider: FakeProvider, cfg: Settings, clock: Clock
+) -> tuple[str, str, tuple[Instance, Instance]]:
+    """A burst brings up workers a and b; the queue empties with a busy and b idle; once the
+    scale-down window has passed, b is drained. Returns (a's worker id, b's worker id, (b, a))."""
+    queue_jobs(r, 8)
+    await run_once(store, provider, cfg, clock=clock)
+    a, b = provider.alive(MODEL)
+    wa, wb = await boot(store, a, clock), await boot(store, b, clock)
+    r.delete(keys.model_queue(MODEL))
+    r.rpush(keys.worker_active(wa), "job-a")
+    clock.t += 1
+    report = await run_once(store, provider, cfg, clock=clock)
+    assert report.decisions[MODEL].desired == 2  # the window opens
+    clock.t += 10
+    report = await run_once(store, provider, cfg, clock=clock)
+    assert report.decisions[MODEL].desired == 1
+    assert report.actions[MODEL].drain == (wb,)
+    return wa, wb, (b, a)
+
+
 def test_scale_in_drains_then_stops_only_an_empty_worker(r: redis.Redis, redis_url: str) -> None:
     clock = Clock()
     provider = FakeProvider(clock)
     cfg = settings()
 
     async def body(store: Store) -> None:
-        queue_jobs(r, 8)
-        await run_once(store, provider, cfg, clock=clock)
-        a, b = provider.alive(MODEL)
-        wa, wb = await boot(store, a, clock), await boot(store, b, clock)
-        r.delete(keys.model_queue(MODEL))
-        r.rpush(keys.worker_active(wa), "job-a")  # a is busy, b is idle
-
-        clock.t += 1
-        report = await run_once(store, provider, cfg, clock=clock)
-        assert report.decisions[MODEL].desired == 2  # window opens
-        clock.t += 10
-        report = await run_once(store, provider, cfg, clock=clock)
-        assert report.decisions[MODEL].desired == 1
-        assert report.actions[MODEL].drain == (wb,)
+        wa, wb, (b, a) = await two_workers_then_drain_the_idle_one(r, store, provider, cfg, clock)
         assert r.hget(keys.worker_info(wb), "state") == "draining"
         assert r.hget(keys.worker_info(wa), "state") == "ready"
         assert provider.terminate_calls == []
@@ -475,17 +483,7 @@ def test_load_returning_puts_a_draining_worker_back_instead_of_launching(r: redi
     cfg = settings()
 
     async def body(store: Store) -> None:
-        queue_jobs(r, 8)
-        await run_once(store, provider, cfg, clock=clock)
-        a, b = provider.alive(MODEL)
-        wa, wb = await boot(store, a, clock), await boot(store, b, clock)
-        r.delete(keys.model_queue(MODEL))
-        r.rpush(keys.worker_active(wa), "job-a")  # a is busy, b is idle
-        clock.t += 1
-        await run_once(store, provider, cfg, clock=clock)
-        clock.t += 10
-        report = await run_once(store, provider, cfg, clock=clock)
-        assert report.actions[MODEL].drain == (wb,)
+        _, wb, _ = await two_workers_then_drain_the_idle_one(r, store, provider, cfg, clock)
         r.rpush(keys.worker_active(wb), "job-b2")  # still finishing work when the load comes back
         queue_jobs(r, 4)  # with a's job, 5 jobs: 2 workers at 4 per worker
         clock.t += 1
