@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tidal up --config tidal.toml
+	$(BIN)/tidal --config tidal.toml up
 
 test: lint
 	$(BIN)/python -m pytest

@@ -31,6 +31,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text)
+        # Accepted after the subcommand too (`tidal up --config x.toml`), as people type it.
+        p.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         module.add_arguments(p)
         modules[name] = module
     return parser, modules
