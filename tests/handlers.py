@@ -24,3 +24,16 @@ class GpuEnv:
 
     def predict(self, input: Any) -> Any:
         return {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+class Stubborn:
+    """Ignores the stop signal: sleeps the full time whatever happens."""
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, input: Any) -> Any:
+        import time
+
+        time.sleep(float(input["s"]))
+        return "finished anyway"

@@ -169,5 +169,6 @@ class Worker:
             log.error("job %s ignored its timeout for %.1fs more; exiting so the GPU is freed", job_id,
                       self.settings.timeout_grace_s)
             self._exit(EXIT_WEDGED)
-        except Exception:
-            pass
+        except Exception as exc:
+            # It stopped, with an error, after its timeout; the job had already failed as timed out.
+            log.info("job %s: handler ended after its timeout with %s", job_id, type(exc).__name__)
