@@ -1,9 +1,9 @@
 """Fake workers that take and finish every job dispatched to them at once, for the dispatcher benchmark.
 
 They are registered like real workers (``Store.register_worker``, heartbeats kept alive). One
-Lua call empties every worker queue, marks the jobs succeeded and publishes one dispatch event
-(what ``finish.lua`` does per job), so the fleet frees its slots far faster than one process
-per worker could. It reports how long jobs sat in a worker queue before being taken (the
+Lua call empties every worker queue, marks the jobs succeeded and publishes, per job, the
+``free:<model>:<worker>`` event that ``finish.lua`` publishes, so the fleet frees its slots far
+faster than one process per worker could. It reports how long jobs sat in a worker queue before being taken (the
 "ack delay"), so a run can show that the fake fleet was not what held the dispatcher back.
 """
 
@@ -18,7 +18,8 @@ from core import keys
 from core.store import Store
 from worker.runtime import WorkerIdentity
 
-# KEYS: worker queues. ARGV: 1 job key prefix, 2 now, 3 dispatch channel, 4 model.
+# KEYS: worker queues. ARGV: 1 job key prefix, 2 now, 3 dispatch channel, then per worker (in
+# KEYS order) the event a real worker publishes when a job ends there (free:<model>:<worker>).
 # Returns {jobs taken, summed ms between dispatch and take}.
 DRAIN_LUA = """
 local n, delay = 0, 0
@@ -32,10 +33,10 @@ for i = 1, #KEYS do
       redis.call('HSET', jk, 'state', 'succeeded', 'status', 'finished', 'finished_at_s', ARGV[2])
       delay = delay + (now - at) * 1000
       n = n + 1
+      redis.call('PUBLISH', ARGV[3], ARGV[3 + i])
     end
   end
 end
-if n > 0 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return {n, tostring(delay)}
 """
 
@@ -79,6 +80,7 @@ async def drain(url: str, model: str, ids: list[str], jobs: int, deadline_s: flo
     store = Store.from_url(url)
     script = store.redis.register_script(DRAIN_LUA)
     queues = [keys.worker_queue(w) for w in ids]
+    freed = [keys.dispatch_event(keys.EV_FREE, model, w) for w in ids]
     stats = DrainStats()
     next_beat = 0.0
     end = time.monotonic() + deadline_s
@@ -92,7 +94,7 @@ async def drain(url: str, model: str, ids: list[str], jobs: int, deadline_s: flo
                 next_beat = time.monotonic() + HEARTBEAT_EVERY_S
             t0 = time.perf_counter()
             n, delay = await script(keys=queues, args=[keys.RQ_JOB_PREFIX, repr(time.time()), keys.CH_DISPATCH,
-                                                       keys.dispatch_event(keys.EV_ROOM, model)])
+                                                       *freed])
             stats.busy_s += time.perf_counter() - t0
             stats.passes += 1
             stats.taken += int(n)

@@ -20,21 +20,25 @@ _PRIORITY_SUFFIX: Final[dict[Priority, str]] = {"high": ".high", "normal": "", "
 WORKERS: Final = "tidal:workers"
 EXPIRY: Final = "tidal:expiry"
 
-# Pub/sub channels. Dispatch payloads are ``job:<model>`` (backlog grew) or ``room:<model>``
-# (a slot freed, a worker came or changed, the policy changed); done payloads are job ids.
+# Pub/sub channels. Dispatch payloads are ``job:<model>`` (backlog grew), ``free:<model>:<worker>``
+# (a job ended on that worker) or ``room:<model>`` (workers came, went or changed state, jobs
+# came back, the policy changed: re-read the fleet); done payloads are job ids.
 CH_DISPATCH: Final = "tidal:ev:dispatch"
 CH_DONE: Final = "tidal:ev:done"
 EV_JOB: Final = "job"
+EV_FREE: Final = "free"
 EV_ROOM: Final = "room"
 
 
-def dispatch_event(kind: str, model: str) -> str:
-    return f"{kind}:{model}"
+def dispatch_event(kind: str, model: str, worker_id: str = "") -> str:
+    return f"{kind}:{model}:{worker_id}" if worker_id else f"{kind}:{model}"
 
 
-def parse_dispatch_event(payload: str) -> tuple[str, str]:
-    kind, _, model = payload.partition(":")
-    return kind, model
+def parse_dispatch_event(payload: str) -> tuple[str, str, str]:
+    """(kind, model, worker id or "")."""
+    kind, _, rest = payload.partition(":")
+    model, _, worker_id = rest.partition(":")
+    return kind, model, worker_id
 
 AUTOSCALER_LOCK: Final = "tidal:autoscaler:lock"
 AUTOSCALER_STATE: Final = "tidal:autoscaler:state"

@@ -264,7 +264,8 @@ class Store:
             "finish",
             [keys.job(job_id), keys.worker_active(worker_id), keys.worker_info(worker_id)],
             [job_id, worker_id, attempt, state, RQ_STATUS[state], "output" if ok else "error", payload, repr(now),
-             self.result_ttl_s, repr(run_s), keys.CH_DONE, keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model)],
+             self.result_ttl_s, repr(run_s), keys.CH_DONE, keys.CH_DISPATCH,
+             keys.dispatch_event(keys.EV_FREE, model, worker_id)],
         )
         return bool(accepted)
 

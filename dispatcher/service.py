@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from core import keys
@@ -46,6 +47,10 @@ class Dispatcher:
         # Models whose last round left backlog with no worker room: a new job for one of them
         # cannot move until a "room" event arrives, so it need not cost a fleet snapshot.
         self.blocked: set[str] = set()
+        # The fleet as last read, kept up to date with our own dispatches and "free" events, so a
+        # finished job does not cost a re-read of every worker. None: read it again. It only
+        # guides the policy; the dispatch script re-checks liveness and the bound atomically.
+        self.view: FleetSnapshot | None = None
         self.rounds = 0
 
     def policy_of(self, model: str, snap: FleetSnapshot) -> str:
@@ -56,35 +61,74 @@ class Dispatcher:
         """Send as many waiting jobs as the fleet has room for; returns how many moved."""
         snap = snap or await self.store.snapshot(self.models)
         self.rounds += 1
-        moved = 0
+        moved, stale = 0, False
+        sent: dict[str, int] = {}
+        left: dict[str, int] = {}
         for model in self.models:
-            if snap.models[model].backlog:
-                n, blocked = await self._dispatch_model(model, snap)
-                moved += n
-                if blocked:
-                    self.blocked.add(model)
-                else:
-                    self.blocked.discard(model)
+            left[model] = snap.models[model].backlog
+            if not left[model]:
+                self.blocked.discard(model)
+                continue
+            n, left[model], blocked, model_stale = await self._dispatch_model(model, snap, sent)
+            moved += n
+            stale = stale or model_stale
+            if blocked:
+                self.blocked.add(model)
             else:
                 self.blocked.discard(model)
         self.dispatched += moved
+        self.view = None if stale else FleetSnapshot(
+            [replace(w, queued=w.queued + sent[w.id]) if w.id in sent else w for w in snap.workers],
+            {m: replace(load, backlog=left[m]) for m, load in snap.models.items()},
+        )
         return moved
+
+    def apply_events(self, events: list[str]) -> None:
+        """Bring the view up to date with events; drop it when only a re-read can."""
+        if self.view is None:
+            return
+        backlog = {m: load.backlog for m, load in self.view.models.items()}
+        freed: dict[str, int] = {}
+        for payload in events:
+            kind, model, worker_id = keys.parse_dispatch_event(payload)
+            if kind == keys.EV_JOB and model in backlog:
+                backlog[model] += 1
+            elif kind == keys.EV_FREE and worker_id:
+                freed[worker_id] = freed.get(worker_id, 0) + 1
+            else:
+                self.view = None
+                return
+
+        def free(w: WorkerView, n: int) -> WorkerView:
+            running = max(0, w.running - n)
+            return replace(w, running=running, queued=max(0, w.queued - (n - (w.running - running))))
+
+        self.view = FleetSnapshot(
+            [free(w, freed[w.id]) if w.id in freed else w for w in self.view.workers],
+            {m: replace(load, backlog=backlog[m]) for m, load in self.view.models.items()},
+        )
 
     def worth_a_round(self, events: list[str]) -> bool:
         """False when every event is a new job for a model that has no room anyway."""
         for payload in events:
-            kind, model = keys.parse_dispatch_event(payload)
+            kind, model, _ = keys.parse_dispatch_event(payload)
             if kind != keys.EV_JOB or model not in self.blocked:
                 return True
         return False
 
-    async def _dispatch_model(self, model: str, snap: FleetSnapshot) -> tuple[int, bool]:
-        """Dispatch what fits; returns how many moved and whether backlog is left with no room."""
+    async def _dispatch_model(
+        self, model: str, snap: FleetSnapshot, sent: dict[str, int]
+    ) -> tuple[int, int, bool, bool]:
+        """Dispatch what fits, counting per worker in ``sent``.
+
+        Returns (moved, backlog left, whether backlog is left with no room, whether the view
+        turned out to be stale).
+        """
         policy = self.policy_of(model, snap)
         prefetch = self.settings.models[model].prefetch
         cands = candidates(snap.workers_of(model), lambda w: prefetch or w.slots)
         moved, backlog = 0, snap.models[model].backlog
-        blocked = False
+        blocked = stale = False
         while backlog > 0 and cands:
             expected, session = "", None
             if policy in NEEDS_SESSION:
@@ -102,13 +146,16 @@ class Dispatcher:
             outcome, _ = await self.store.dispatch(model, wid, prefetch or c.slots, self.clock(), expected)
             if outcome == "ok":
                 cands[wid] = Candidate(c.id, c.weight, c.slots, c.queued + 1, c.running, c.room - 1, c.ewma_run_s)
+                sent[wid] = sent.get(wid, 0) + 1
                 moved += 1
                 backlog -= 1
             elif outcome == "empty":
+                backlog = 0
                 break
             elif outcome != "moved":  # full, dead or draining: our view was stale
                 del cands[wid]
-        return moved, blocked or (backlog > 0 and not cands)
+                stale = True
+        return moved, backlog, blocked or (backlog > 0 and not cands), stale
 
     async def sweep(self, snap: FleetSnapshot | None = None) -> None:
         """Re-queue the jobs of workers whose heartbeat expired; expire jobs past their ttl."""
@@ -133,18 +180,21 @@ class Dispatcher:
         try:
             while not stop.is_set():
                 try:
-                    # Subscribed before reading state, so no event between the two is missed.
-                    snap = await self.store.snapshot(self.models)
+                    # Subscribed before reading state, so no event between the two is missed. The
+                    # sweep's re-read also corrects any drift in the view once per tick.
+                    if self.view is None or time.monotonic() >= next_sweep:
+                        self.view = await self.store.snapshot(self.models)
                     if time.monotonic() >= next_sweep:
-                        await self.sweep(snap)
+                        await self.sweep(self.view)
                         next_sweep = time.monotonic() + tick_s
-                        snap = await self.store.snapshot(self.models)
+                        self.view = await self.store.snapshot(self.models)
                     # A round stops only when nothing more can move, so the next one waits for an
                     # event; any that came in during this round are still queued and wake it at once.
-                    await self.dispatch_round(snap)
-                    while not stop.is_set() and time.monotonic() < next_sweep:
+                    await self.dispatch_round(self.view)
+                    while self.view is not None and not stop.is_set() and time.monotonic() < next_sweep:
                         events = await self._wait_events(pubsub, next_sweep - time.monotonic())
-                        if self.worth_a_round(events):
+                        self.apply_events(events)
+                        if self.view is None or self.worth_a_round(events):
                             break
                 except StoreUnavailable as exc:
                     log.warning("redis unavailable: %s; retrying in %.1fs", exc, tick_s)

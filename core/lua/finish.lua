@@ -4,7 +4,7 @@
 -- KEYS: 1 job hash, 2 worker active list, 3 worker info hash
 -- ARGV: 1 job id, 2 worker id, 3 attempt, 4 state (succeeded|failed), 5 rq status,
 --       6 field (output|error), 7 payload, 8 now, 9 retention s, 10 run_s, 11 done channel,
---       12 dispatch channel, 13 event payload (room:<model>)
+--       12 dispatch channel, 13 event payload (free:<model>:<worker>)
 redis.call('LREM', KEYS[2], 0, ARGV[1])
 local s = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempt')
 local accepted = 0
