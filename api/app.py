@@ -131,21 +131,21 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                                      description="long poll: seconds to wait for the job to end")] = 0,
     ) -> dict[str, Any]:
         store = st(request)
-        job = await read_job(store, job_id)
-        if wait and not job.terminal:
-            waiters: CompletionWaiters = request.app.state.waiters
-            # Register before re-reading: a job that ends in between still wakes us.
-            ev = waiters.register(job_id)
-            try:
-                deadline = time.monotonic() + wait
+        if not wait:
+            return (await read_job(store, job_id)).public()
+        waiters: CompletionWaiters = request.app.state.waiters
+        # Registered before the read: a job that ends in between still wakes us.
+        ev = waiters.register(job_id)
+        try:
+            deadline = time.monotonic() + wait
+            job = await read_job(store, job_id)
+            while not job.terminal and (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ev.wait(), left)
+                ev.clear()
                 job = await read_job(store, job_id)
-                while not job.terminal and (left := deadline - time.monotonic()) > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(ev.wait(), left)
-                    ev.clear()
-                    job = await read_job(store, job_id)
-            finally:
-                waiters.unregister(job_id, ev)
+        finally:
+            waiters.unregister(job_id, ev)
         return job.public()
 
     @app.post("/v1/jobs/{job_id}/cancel", response_model=Job, responses={404: {}, 409: {}})

@@ -110,7 +110,7 @@ def _dispatcher_proc(url: str, go: MpEvent, stop: MpEvent, out: MpQueue[dict[str
         halt.set()
         await task
         await store.close()
-        return {"dispatched": d.dispatched, "round_trips": sent(), "snapshots": snapshots}
+        return {"dispatched": d.dispatched, "round_trips": sent(), "snapshots": snapshots, "rounds": d.rounds}
 
     out.put(asyncio.run(main()))
 
@@ -128,18 +128,26 @@ def _last_dispatch(r: redis.Redis, jobs: int) -> float:
     return max(float(v) for v in p.execute() if v is not None)
 
 
-def _cell(url: str, m: int, n_disp: int, jobs: int) -> dict[str, Any]:
-    r = redis.Redis.from_url(url, decode_responses=True)
+async def _prepare(store: Store, r: redis.Redis, m: int, jobs: int) -> list[str]:
+    """An empty database with M registered fake workers and a backlog of ``jobs``."""
     r.flushdb()
     ids = fake_workers.worker_ids(m)
+    await fake_workers.register(store, MODEL, ids)
+    await _preload(store, jobs)
+    return ids
 
-    async def setup() -> None:
+
+def _cell(url: str, m: int, n_disp: int, jobs: int) -> dict[str, Any]:
+    r = redis.Redis.from_url(url, decode_responses=True)
+
+    async def setup() -> list[str]:
         store = Store.from_url(url)
-        await fake_workers.register(store, MODEL, ids)
-        await _preload(store, jobs)
-        await store.close()
+        try:
+            return await _prepare(store, r, m, jobs)
+        finally:
+            await store.close()
 
-    asyncio.run(setup())
+    ids = asyncio.run(setup())
     ctx = mp.get_context("spawn")
     go, stop = ctx.Event(), ctx.Event()
     results: MpQueue[dict[str, Any]] = ctx.Queue()
@@ -172,7 +180,7 @@ def _cell(url: str, m: int, n_disp: int, jobs: int) -> dict[str, Any]:
     return {
         "workers": m, "dispatchers": n_disp, "jobs": jobs, "route_s": route_s, "jobs_per_s": jobs / route_s,
         "round_trips_per_job": trips / jobs, "snapshots_per_job": sum(d["snapshots"] for d in per_disp) / jobs,
-        "jobs_per_round": jobs / max(1, sum(d["snapshots"] for d in per_disp)),
+        "jobs_per_round": jobs / max(1, sum(d["rounds"] for d in per_disp)),
         "per_dispatcher": per_disp, "fake_workers": {k: v for k, v in drain.items() if k != "done_at"},
         "server": per_job(calls, jobs),
     }
@@ -180,13 +188,10 @@ def _cell(url: str, m: int, n_disp: int, jobs: int) -> dict[str, Any]:
 
 def _raw(url: str, m: int, jobs: int) -> dict[str, Any]:
     r = redis.Redis.from_url(url, decode_responses=True)
-    r.flushdb()
-    ids = fake_workers.worker_ids(m)
 
     async def main() -> float:
         store = Store.from_url(url)
-        await fake_workers.register(store, MODEL, ids)
-        await _preload(store, jobs)
+        ids = await _prepare(store, r, m, jobs)
         t0 = time.perf_counter()
         for i in range(jobs):
             outcome, _ = await store.dispatch(MODEL, ids[i % m], jobs + 1, time.time())

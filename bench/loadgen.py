@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,24 +45,32 @@ async def _one_tidal(client: httpx.AsyncClient, model: str, body: dict[str, Any]
             return time.perf_counter() - t0, state == "succeeded"
 
 
-async def _tidal(base_url: str, model: str, body: dict[str, Any], jobs: int, concurrency: int) -> Load:
+async def _closed_loop(
+    base_url: str, n: int, concurrency: int, timeout_s: float,
+    one: Callable[[httpx.AsyncClient], Awaitable[tuple[float, bool]]],
+) -> Load:
+    """``concurrency`` clients each doing ``one`` request after another until ``n`` are done."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     load = Load()
-    left = jobs
+    left = n
 
     async def client_loop(client: httpx.AsyncClient) -> None:
         nonlocal left
         while left > 0:
             left -= 1
-            lat, ok = await _one_tidal(client, model, body)
+            lat, ok = await one(client)
             load.latencies_s.append(lat)
             load.failed += not ok
 
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=WAIT_S + 30) as client:
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout_s) as client:
         t0 = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
         load.elapsed_s = time.perf_counter() - t0
     return load
+
+
+async def _tidal(base_url: str, model: str, body: dict[str, Any], jobs: int, concurrency: int) -> Load:
+    return await _closed_loop(base_url, jobs, concurrency, WAIT_S + 30, lambda c: _one_tidal(c, model, body))
 
 
 def tidal_jobs(base_url: str, model: str, body: dict[str, Any], jobs: int, concurrency: int) -> Load:
@@ -69,24 +78,12 @@ def tidal_jobs(base_url: str, model: str, body: dict[str, Any], jobs: int, concu
 
 
 async def _posts(base_url: str, path: str, body: dict[str, Any], requests: int, concurrency: int) -> Load:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    load = Load()
-    left = requests
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            t0 = time.perf_counter()
-            r = await client.post(path, json=body)
-            load.latencies_s.append(time.perf_counter() - t0)
-            load.failed += r.status_code != 202
-
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+    async def one(client: httpx.AsyncClient) -> tuple[float, bool]:
         t0 = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
-        load.elapsed_s = time.perf_counter() - t0
-    return load
+        r = await client.post(path, json=body)
+        return time.perf_counter() - t0, r.status_code == 202
+
+    return await _closed_loop(base_url, requests, concurrency, 30, one)
 
 
 def posts(base_url: str, path: str, body: dict[str, Any], requests: int, concurrency: int) -> Load:

@@ -203,12 +203,6 @@ class Settings(BaseSettings):
         # The file arrives as init kwargs; the environment must win over it.
         return (env_settings, init_settings)
 
-    def model(self, name: str) -> ModelSettings:
-        return self.models[name]
-
-    def prefetch(self, model: str, slots: int) -> int:
-        return self.models[model].prefetch or slots
-
 
 def _format(err: ValidationError, source: str) -> str:
     lines = []

@@ -19,7 +19,7 @@ import redis.exceptions
 from core import keys
 from core.errors import StoreUnavailable
 from core.fleet import FleetSnapshot, ModelLoad, WorkerView
-from core.jobs import RQ_STATUS, TERMINAL, VIEW_FIELDS, JobRecord, NewJob, input_from_data
+from core.jobs import RQ_STATUS, VIEW_FIELDS, JobRecord, NewJob, input_from_data
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -106,11 +106,6 @@ class Store:
         if values[VIEW_FIELDS.index("model")] is None:
             return None
         return JobRecord.from_fields(job_id, values)
-
-    @translated
-    async def get_input(self, job_id: str) -> Any:
-        data = await self.redis.hget(keys.job(job_id), "data")
-        return None if data is None else input_from_data(data)
 
     async def _finalize(
         self, job: JobRecord, *, holder: str | None, cancels: str | None, new_state: str, error: str, now: float
@@ -309,10 +304,6 @@ class Store:
     @translated
     async def wake_dispatchers(self, model: str) -> None:
         await self.redis.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model))
-
-
-def is_terminal(state: str) -> bool:
-    return state in TERMINAL
 
 
 def dumps_output(value: Any) -> str:

@@ -37,3 +37,13 @@ class Stubborn:
 
         time.sleep(float(input["s"]))
         return "finished anyway"
+
+
+class NotJson:
+    """Returns something JSON cannot hold."""
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, input: Any) -> Any:
+        return {1, 2, 3}

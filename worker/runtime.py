@@ -135,23 +135,22 @@ class Worker:
         t0 = time.monotonic()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, run_with, ctx, self.handler.predict, job_input)
-        ok, payload = False, ""
+        ok = False
         try:
             result: Any = await asyncio.wait_for(asyncio.shield(future), timeout_s)
-            payload, ok = dumps_output(result), True
         except TimeoutError:
             ctx.stop.set()
             payload = f"timeout: the job ran longer than its timeout_s={timeout_s}"
             watcher = loop.create_task(self._watch_overrun(future, job_id))
             self._watchers.add(watcher)
             watcher.add_done_callback(self._watchers.discard)
-        except (TypeError, ValueError) as exc:
-            if future.done() and future.exception() is None:
-                payload = f"the handler's result is not JSON: {exc}"
-            else:
-                payload = format_error(exc)
         except Exception as exc:
             payload = format_error(exc)
+        else:
+            try:
+                payload, ok = dumps_output(result), True
+            except (TypeError, ValueError) as exc:
+                payload = f"the handler's result is not JSON: {exc}"
         finally:
             self.running.pop(job_id, None)
         run_s = time.monotonic() - t0
