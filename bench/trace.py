@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.common import REPO_ROOT
 
-DEFAULT_TRACE = REPO_ROOT.parent / "shared" / "traces" / "azure_llm_conv_2023.csv"
+DEFAULT_TRACE = REPO_ROOT / "bench" / "traces" / "azure_llm_conv_2023.csv"
 
 
 @dataclass(frozen=True, slots=True)
