@@ -87,3 +87,17 @@ def test_coldstart(tmp_path: Path) -> None:
     assert doc["shutdown"]["left_running"] == 0 and doc["shutdown"]["exit_code"] == 0
     for key in ("idle_timeout_s", "scale_down_window_s", "interval_s"):
         assert is_num(doc["config"][key])
+
+
+def test_roundtrips(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", "roundtrips", "--quick", "--jobs", "30", "--out",
+                           str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=160, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc: dict[str, Any] = json.loads((tmp_path / "roundtrips.json").read_text())
+    for phase in ("sequential", "concurrent"):
+        p = doc[phase]
+        assert p["succeeded"] == p["jobs"] == 30
+        assert set(p["by_role"]) == {"api", "dispatcher", "worker"}
+        # Every role does Redis work for every job; the figures themselves are the benchmark's output.
+        assert all(is_num(r["round_trips_per_job"]) and r["round_trips_per_job"] > 0 for r in p["by_role"].values())
+        assert is_num(p["server"]["commands_per_job"])
