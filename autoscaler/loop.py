@@ -72,7 +72,7 @@ async def _record(store: Store, report: TickReport, state: AutoscalerState, now:
             "at": repr(now),
         }
         try:
-            await store.redis.hset(keys.model_scale(model), mapping=fields)
+            await store.client.hset(keys.model_scale(model), mapping=fields)
         except redis.exceptions.RedisError as exc:
             log.warning("%s: could not record scale decision: %s", model, exc)
 
@@ -146,9 +146,9 @@ async def run_once(
     """
     try:
         if dry_run:
-            report, _ = await tick(store, provider, settings, await lease.load(store.redis), clock, act=False)
+            report, _ = await tick(store, provider, settings, await lease.load(store.client), clock, act=False)
             return report
-        token = await lease.acquire(store.redis, settings.autoscaler.lock_ttl_s)
+        token = await lease.acquire(store.client, settings.autoscaler.lock_ttl_s)
     except StoreUnavailable as exc:
         log.warning("tick skipped: %s", exc)
         return TickReport("skipped", str(exc))
@@ -156,8 +156,8 @@ async def run_once(
         log.info("another autoscaler run holds the lock; nothing to do")
         return TickReport("locked", "another autoscaler run holds the lock")
     try:
-        report, state = await tick(store, provider, settings, await lease.load(store.redis), clock)
-        if report.status == "done" and not await lease.save(store.redis, token, state):
+        report, state = await tick(store, provider, settings, await lease.load(store.client), clock)
+        if report.status == "done" and not await lease.save(store.client, token, state):
             log.warning("lock expired during the tick (lock_ttl_s too short?); its state was not saved")
         return report
     except StoreUnavailable as exc:
@@ -165,7 +165,7 @@ async def run_once(
         return TickReport("skipped", str(exc))
     finally:
         try:
-            await lease.release(store.redis, token)
+            await lease.release(store.client, token)
         except StoreUnavailable as exc:
             log.warning("could not release the autoscaler lock (it expires by itself): %s", exc)
 
@@ -190,7 +190,7 @@ async def run_loop(
     while not stop.is_set():
         if dry_run:
             try:
-                dry_state = dry_state or await lease.load(store.redis)
+                dry_state = dry_state or await lease.load(store.client)
                 report, dry_state = await tick(store, provider, settings, dry_state, clock, act=False)
             except StoreUnavailable as exc:
                 report = TickReport("skipped", str(exc))

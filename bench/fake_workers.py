@@ -78,7 +78,7 @@ class DrainStats:
 async def drain(url: str, model: str, ids: list[str], jobs: int, deadline_s: float) -> DrainStats:
     """Take jobs until ``jobs`` have been taken (or the deadline passes), keeping heartbeats alive."""
     store = Store.from_url(url)
-    script = store.redis.register_script(DRAIN_LUA)
+    script = store.client.register_script(DRAIN_LUA)
     queues = [keys.worker_queue(w) for w in ids]
     freed = [keys.dispatch_event(keys.EV_FREE, model, w) for w in ids]
     stats = DrainStats()
@@ -87,7 +87,7 @@ async def drain(url: str, model: str, ids: list[str], jobs: int, deadline_s: flo
     try:
         while stats.taken < jobs and time.monotonic() < end:
             if time.monotonic() >= next_beat:
-                async with store.redis.pipeline(transaction=False) as p:
+                async with store.client.pipeline(transaction=False) as p:
                     for w in ids:
                         p.set(keys.worker_alive(w), "1", px=int(HEARTBEAT_TTL_S * 1000))
                     await p.execute()

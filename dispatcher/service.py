@@ -173,7 +173,7 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         tick_s = self.settings.dispatcher.tick_s
-        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(keys.CH_DISPATCH)
         next_sweep = 0.0
         log.info("dispatcher running for models %s", ", ".join(self.models) or "(none)")

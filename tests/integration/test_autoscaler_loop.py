@@ -342,12 +342,12 @@ def test_overlapping_runs_launch_once(r: redis.Redis, redis_url: str) -> None:
 
 def test_lock_lost_mid_tick_does_not_overwrite_state(r: redis.Redis, redis_url: str) -> None:
     async def body(store: Store) -> None:
-        token = await lease.acquire(store.redis, 60.0)
+        token = await lease.acquire(store.client, 60.0)
         assert token is not None
         r.set(keys.AUTOSCALER_LOCK, "the-next-run")
-        assert not await lease.save(store.redis, token, (await lease.load(store.redis)))
+        assert not await lease.save(store.client, token, (await lease.load(store.client)))
         assert r.exists(keys.AUTOSCALER_STATE) == 0
-        await lease.release(store.redis, token)
+        await lease.release(store.client, token)
         assert r.get(keys.AUTOSCALER_LOCK) == "the-next-run"
 
     with_store(redis_url, body)

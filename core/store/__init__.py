@@ -1,0 +1,39 @@
+"""All of Tidal's Redis I/O: one package, one module per record, one error map.
+
+Every state change of a job is one Lua script (``core/lua``), so a job is always in exactly
+one list and no process dying between two calls can lose it. Redis errors leave the store as
+``StoreUnavailable`` (``errors.py``); no other package imports ``redis``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core.store.connection import connect
+from core.store.dispatch import Dispatch
+from core.store.errors import store_call
+from core.store.fleet import Fleet
+from core.store.jobs import CancelOutcome, Jobs, Submitted
+from core.store.workers import RequeueMode, Workers
+
+__all__ = ["CancelOutcome", "RequeueMode", "Store", "Submitted", "connect", "dumps_output"]
+
+
+class Store(Jobs, Dispatch, Workers, Fleet):
+    """Every record's calls on one client. Each role is handed it typed as the narrow part it uses."""
+
+    @classmethod
+    def from_url(cls, url: str, *, result_ttl_s: int = 1800) -> Store:
+        return cls(connect(url), result_ttl_s=result_ttl_s)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    @store_call
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+
+def dumps_output(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)

@@ -1,0 +1,42 @@
+"""Dispatch: move a model's next job to one worker's queue, and what routing reads or changes."""
+
+from __future__ import annotations
+
+from core import keys
+from core.store.backend import Backend
+from core.store.errors import store_call
+
+
+class Dispatch(Backend):
+    @store_call
+    async def peek_session(self, model: str) -> tuple[str, str | None] | None:
+        """The next job of a model and its session, for policies that route by session."""
+        for q in keys.model_queues(model):
+            head = await self.client.lindex(q, 0)
+            if head is not None:
+                session = await self.client.hget(keys.job(head), "session")
+                return head, session or None
+        return None
+
+    @store_call
+    async def dispatch(
+        self, model: str, worker_id: str, bound: int, now: float, expected: str = ""
+    ) -> tuple[str, str | None]:
+        res = await self._run(
+            "dispatch",
+            [*keys.model_queues(model), keys.worker_queue(worker_id), keys.worker_active(worker_id),
+             keys.worker_info(worker_id), keys.worker_alive(worker_id), keys.EXPIRY],
+            [worker_id, bound, repr(now), expected, keys.RQ_JOB_PREFIX, self.result_ttl_s, keys.CH_DONE],
+        )
+        return res[0], (res[1] if len(res) > 1 else None)
+
+    @store_call
+    async def set_policy(self, model: str, policy: str) -> None:
+        async with self.client.pipeline(transaction=True) as p:
+            p.set(keys.model_policy(model), policy)
+            p.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model))
+            await p.execute()
+
+    @store_call
+    async def wake_dispatchers(self, model: str) -> None:
+        await self.client.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model))
