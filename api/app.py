@@ -19,10 +19,10 @@ from api.limits import BodyLimit
 from api.schemas import Accepted, Job, ModelStatus, PolicyChange, SubmitRequest
 from api.waiters import CompletionWaiters
 from core.errors import StoreUnavailable
-from core.fleet import FleetSnapshot
-from core.jobs import JobRecord, NewJob
+from core.fleet import FleetSnapshot, WorkerState
+from core.jobs import JobRecord, JobState, NewJob, dumps_value
 from core.settings import Settings
-from core.store import Store, dumps_output
+from core.store import Store
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -91,7 +91,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         store = st(request)
         now = time.time()
         new = NewJob(
-            id=str(uuid.uuid4()), model=model, version=cfg.version, input_json=dumps_output(body.input),
+            id=str(uuid.uuid4()), model=model, version=cfg.version, input_json=dumps_value(body.input),
             priority=body.priority, session=body.session, timeout_s=body.timeout_s or cfg.timeout_s,
             ttl_s=body.ttl_s or cfg.ttl_s, max_attempts=cfg.max_attempts,
         )
@@ -107,7 +107,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             response.headers["Idempotent-Replayed"] = "true"
             if job is not None:
                 return accepted(job.id, job.model, job.state, job.queued_at_s or now)
-        return accepted(res.job_id, model, "queued", now)
+        return accepted(res.job_id, model, JobState.QUEUED, now)
 
     async def retry_after(store: Store, model: str, backlog: int) -> int:
         snap = await store.snapshot([model])
@@ -166,8 +166,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             name=name, version=cfg.version,
             policy=load.policy_override or cfg.policy,
             backlog=load.backlog, in_flight=snap.in_flight(name),
-            workers=sum(w.state == "ready" for w in live),
-            workers_draining=sum(w.state == "draining" for w in live),
+            workers=sum(w.state == WorkerState.READY for w in live),
+            workers_draining=sum(w.state == WorkerState.DRAINING for w in live),
             workers_desired=int(desired) if desired else None,
             scale_reason=load.scale.get("reason"), max_queue_len=cfg.max_queue_len,
         ).model_dump()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from core.jobs import JobState
+from core.keys import Priority
 from core.settings import PolicyName
 
 
@@ -13,7 +15,7 @@ class SubmitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: JsonValue = Field(description="passed to the model handler's predict()")
-    priority: Literal["high", "normal", "low"] = "normal"
+    priority: Priority = "normal"
     session: str | None = Field(default=None, min_length=1, max_length=256,
                                 description="affinity key for the hash policy")
     timeout_s: int | None = Field(default=None, gt=0, le=7 * 86_400, description="execution timeout")
@@ -39,8 +41,8 @@ class Job(BaseModel):
     id: str
     model: str
     version: str
-    status: Literal["queued", "dispatched", "running", "succeeded", "failed", "canceled", "expired"]
-    priority: str
+    status: JobState
+    priority: Priority
     session: str | None
     worker: str | None
     attempt: int

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from autoscaler.observe import ModelFleet
 from autoscaler.provider import Provider
 from autoscaler.state import AutoscalerState, Launch
 from core.errors import ProviderError, StoreUnavailable
+from core.fleet import WorkerState
 from core.store import Store
 
 log = logging.getLogger("tidal.autoscaler")
@@ -98,7 +98,7 @@ def plan(fleet: ModelFleet, desired: int, now: float, backoff_until: float | Non
     )
 
 
-async def _mark(store: Store, worker_ids: tuple[str, ...], state: Literal["ready", "draining"]) -> None:
+async def _mark(store: Store, worker_ids: tuple[str, ...], state: WorkerState) -> None:
     for wid in worker_ids:
         try:
             await store.set_worker_state(wid, state)
@@ -116,10 +116,10 @@ async def apply(
 ) -> AutoscalerState:
     """Carry out ``actions``; a failed call is logged and retried by a later tick's reconcile."""
     pool = actions.model
-    await _mark(store, actions.undrain, "ready")
+    await _mark(store, actions.undrain, WorkerState.READY)
     if actions.undrain:
         await store.wake_dispatchers(pool)
-    await _mark(store, actions.drain, "draining")
+    await _mark(store, actions.drain, WorkerState.DRAINING)
 
     if actions.terminate:
         try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from autoscaler.policy import ModelObservation
 from autoscaler.provider import Instance, Provider
 from autoscaler.state import Launch
-from core.fleet import FleetSnapshot, WorkerView
+from core.fleet import FleetSnapshot, WorkerState, WorkerView
 from core.store import Store
 
 
@@ -83,8 +83,8 @@ def measure(
             model=model,
             queued=load.backlog if load else 0,
             slots=model_slots,
-            ready=tuple(w for w in mine if w.state == "ready"),
-            draining=tuple(w for w in mine if w.state == "draining"),
+            ready=tuple(w for w in mine if w.state == WorkerState.READY),
+            draining=tuple(w for w in mine if w.state == WorkerState.DRAINING),
             booting=tuple(Booting(iid, t) for t, iid in unclaimed if now - t < boot_timeout_s),
             failed=tuple(iid for t, iid in unclaimed if now - t >= boot_timeout_s),
             managed=frozenset(launched_at[model]),

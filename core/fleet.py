@@ -3,7 +3,55 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+class WorkerState(StrEnum):
+    READY = "ready"  # takes new jobs
+    DRAINING = "draining"  # finishes what it runs, takes nothing new
+
+
+class WorkerField(StrEnum):
+    """Every field of a worker's info hash."""
+
+    ID = "id"
+    MODEL = "model"
+    VERSION = "version"
+    WEIGHT = "weight"
+    SLOTS = "slots"
+    HOST = "host"
+    PID = "pid"
+    INSTANCE_ID = "instance_id"
+    STATE = "state"
+    STARTED_AT = "started_at"
+    LAST_JOB_AT = "last_job_at"
+    EWMA_RUN_S = "ewma_run_s"  # written by the finish script
+    JOBS_DONE = "jobs_done"  # written by the finish script
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """What a worker registers about itself."""
+
+    id: str
+    model: str
+    version: str
+    weight: float
+    slots: int
+    host: str
+    pid: int
+    instance_id: str
+    started_at: float
+
+    def to_hash(self) -> dict[str, str]:
+        return {
+            WorkerField.ID: self.id, WorkerField.MODEL: self.model, WorkerField.VERSION: self.version,
+            WorkerField.WEIGHT: repr(self.weight), WorkerField.SLOTS: str(self.slots), WorkerField.HOST: self.host,
+            WorkerField.PID: str(self.pid), WorkerField.INSTANCE_ID: self.instance_id,
+            WorkerField.STATE: WorkerState.READY, WorkerField.STARTED_AT: repr(self.started_at),
+            WorkerField.LAST_JOB_AT: "",
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +64,7 @@ class WorkerView:
     host: str
     pid: int
     instance_id: str
-    state: str  # ready | draining
+    state: WorkerState
     alive: bool
     queued: int  # dispatched to it, not started
     running: int
@@ -31,23 +79,24 @@ class WorkerView:
 
     @classmethod
     def from_hash(cls, h: dict[str, str], alive: bool, queued: int, running: int) -> WorkerView:
+        last_job_at, ewma_run_s = h.get(WorkerField.LAST_JOB_AT), h.get(WorkerField.EWMA_RUN_S)
         return cls(
-            id=h["id"],
-            model=h.get("model", ""),
-            version=h.get("version", ""),
-            weight=float(h.get("weight") or 1.0),
-            slots=int(h.get("slots") or 1),
-            host=h.get("host", ""),
-            pid=int(h.get("pid") or 0),
-            instance_id=h.get("instance_id", ""),
-            state=h.get("state", "ready"),
+            id=h[WorkerField.ID],
+            model=h.get(WorkerField.MODEL, ""),
+            version=h.get(WorkerField.VERSION, ""),
+            weight=float(h.get(WorkerField.WEIGHT) or 1.0),
+            slots=int(h.get(WorkerField.SLOTS) or 1),
+            host=h.get(WorkerField.HOST, ""),
+            pid=int(h.get(WorkerField.PID) or 0),
+            instance_id=h.get(WorkerField.INSTANCE_ID, ""),
+            state=WorkerState(h.get(WorkerField.STATE) or WorkerState.READY),
             alive=alive,
             queued=queued,
             running=running,
-            started_at=float(h.get("started_at") or 0.0),
-            last_job_at=float(h["last_job_at"]) if h.get("last_job_at") else None,
-            ewma_run_s=float(h["ewma_run_s"]) if h.get("ewma_run_s") else None,
-            jobs_done=int(h.get("jobs_done") or 0),
+            started_at=float(h.get(WorkerField.STARTED_AT) or 0.0),
+            last_job_at=float(last_job_at) if last_job_at else None,
+            ewma_run_s=float(ewma_run_s) if ewma_run_s else None,
+            jobs_done=int(h.get(WorkerField.JOBS_DONE) or 0),
         )
 
     def public(self) -> dict[str, Any]:

@@ -1,5 +1,11 @@
 """The job record: one rq-compatible Redis hash per job, plus Tidal's own fields.
 
+Everything about the record is named here once: its states and the rq status each shows as
+(:class:`JobState`), its hash fields (:class:`JobField`), the error an expired job gets, and
+its (de)serialisation (:class:`NewJob`, :class:`JobRecord`). The Lua scripts get the state
+names and rq statuses as arguments from here, and a test checks that every field they touch
+is a :class:`JobField`.
+
 rq reads ``status``, ``origin``, ``data``, ``created_at``, ``enqueued_at`` and ``timeout``,
 so ``rq.job.Job.fetch(id, serializer=JSONSerializer)`` loads our jobs. The function name in
 ``data`` is informational only: the worker never imports anything named by Redis.
@@ -8,39 +14,91 @@ so ``rq.job.Job.fetch(id, serializer=JSONSerializer)`` loads our jobs. The funct
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from enum import StrEnum
+from typing import Any, Final
 
-from core.keys import Priority, queue_name
+from core.keys import PRIORITIES, Priority, queue_name
 
-JobState = Literal["queued", "dispatched", "running", "succeeded", "failed", "canceled", "expired"]
-TERMINAL: Final[frozenset[str]] = frozenset({"succeeded", "failed", "canceled", "expired"})
 
-# rq's JobStatus values for each of ours, so rq's tools read our jobs sensibly.
-RQ_STATUS: Final[dict[str, str]] = {
-    "queued": "queued",
-    "dispatched": "queued",
-    "running": "started",
-    "succeeded": "finished",
-    "failed": "failed",
-    "canceled": "canceled",
-    "expired": "canceled",
+class JobState(StrEnum):
+    QUEUED = "queued"  # in its model's queue
+    DISPATCHED = "dispatched"  # in one worker's queue, not started
+    RUNNING = "running"  # in a worker's active list
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    EXPIRED = "expired"  # waited longer than its ttl_s before a worker started it
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def rq_status(self) -> str:
+        """rq's ``JobStatus`` value for this state, so rq's tools read our jobs sensibly."""
+        return _RQ_STATUS[self]
+
+
+TERMINAL: Final = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED, JobState.EXPIRED})
+
+_RQ_STATUS: Final[dict[JobState, str]] = {
+    JobState.QUEUED: "queued",
+    JobState.DISPATCHED: "queued",
+    JobState.RUNNING: "started",
+    JobState.SUCCEEDED: "finished",
+    JobState.FAILED: "failed",
+    JobState.CANCELED: "canceled",
+    JobState.EXPIRED: "canceled",
 }
+
+EXPIRED_ERROR: Final = "expired: waited longer than its ttl_s before a worker started it"
+CANCELED_ERROR: Final = "canceled by request"
+
+
+class JobField(StrEnum):
+    """Every field of the job hash. rq's own first, then Tidal's."""
+
+    STATUS = "status"
+    ORIGIN = "origin"
+    DATA = "data"
+    CREATED_AT = "created_at"
+    ENQUEUED_AT = "enqueued_at"
+    TIMEOUT = "timeout"
+    DESCRIPTION = "description"
+    ID = "id"
+    MODEL = "model"
+    VERSION = "version"
+    PRIORITY = "priority"
+    SESSION = "session"
+    STATE = "state"
+    ATTEMPT = "attempt"
+    MAX_ATTEMPTS = "max_attempts"
+    EXECUTIONS = "executions"
+    WORKER = "worker"
+    LOST_FROM = "lost_from"
+    QUEUED_AT_S = "queued_at_s"
+    DISPATCHED_AT_S = "dispatched_at_s"
+    STARTED_AT_S = "started_at_s"
+    FINISHED_AT_S = "finished_at_s"
+    TIMEOUT_S = "timeout_s"
+    EXPIRES_AT_S = "expires_at_s"
+    OUTPUT = "output"  # JSON text of the handler's result
+    ERROR = "error"
+
 
 # Recorded in rq's ``data`` field so rq can describe the job; never resolved or imported.
 FUNC_NAME: Final = "tidal.predict"
 
-# Fields the API reads; ``data`` (the input, up to the body limit) is fetched only on demand.
-VIEW_FIELDS: Final[tuple[str, ...]] = (
-    "model", "version", "priority", "session", "state", "attempt", "max_attempts", "worker",
-    "queued_at_s", "dispatched_at_s", "started_at_s", "finished_at_s", "output", "error",
-    "timeout_s", "expires_at_s", "executions", "lost_from",
-)
-
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def dumps_value(value: Any) -> str:
+    """A job's input or output as stored: compact JSON, and no NaN or infinity (not JSON)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,29 +115,32 @@ class NewJob:
     ttl_s: int = 86_400
     max_attempts: int = 3
 
-    def fields(self, now: float) -> dict[str, str]:
+    def expires_at(self, now: float) -> float:
+        return now + self.ttl_s
+
+    def fields(self, now: float) -> dict[JobField, str]:
         """The job hash: rq's fields, so rq can load it, then Tidal's."""
         return {
-            "status": "queued",
-            "origin": queue_name(self.model, self.priority),
-            "data": f'["{FUNC_NAME}", null, [{self.input_json}], {{}}]',
-            "created_at": _iso(now),
-            "enqueued_at": _iso(now),
-            "timeout": str(self.timeout_s),
-            "description": f"{FUNC_NAME}({self.model})",
-            "id": self.id,
-            "model": self.model,
-            "version": self.version,
-            "priority": self.priority,
-            "session": self.session or "",
-            "state": "queued",
-            "attempt": "1",
-            "max_attempts": str(self.max_attempts),
-            "executions": "0",
-            "queued_at_s": repr(now),
-            "timeout_s": str(self.timeout_s),
-            "expires_at_s": repr(now + self.ttl_s),
-            "worker": "",
+            JobField.STATUS: JobState.QUEUED.rq_status,
+            JobField.ORIGIN: queue_name(self.model, self.priority),
+            JobField.DATA: f'["{FUNC_NAME}", null, [{self.input_json}], {{}}]',
+            JobField.CREATED_AT: _iso(now),
+            JobField.ENQUEUED_AT: _iso(now),
+            JobField.TIMEOUT: str(self.timeout_s),
+            JobField.DESCRIPTION: f"{FUNC_NAME}({self.model})",
+            JobField.ID: self.id,
+            JobField.MODEL: self.model,
+            JobField.VERSION: self.version,
+            JobField.PRIORITY: self.priority,
+            JobField.SESSION: self.session or "",
+            JobField.STATE: JobState.QUEUED,
+            JobField.ATTEMPT: "1",
+            JobField.MAX_ATTEMPTS: str(self.max_attempts),
+            JobField.EXECUTIONS: "0",
+            JobField.QUEUED_AT_S: repr(now),
+            JobField.TIMEOUT_S: str(self.timeout_s),
+            JobField.EXPIRES_AT_S: repr(self.expires_at(now)),
+            JobField.WORKER: "",
         }
 
 
@@ -94,12 +155,14 @@ def _f(v: str | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
+    """A stored job as Tidal reads it. Every attribute but ``id`` is the :class:`JobField` of that name."""
+
     id: str
     model: str
     version: str
-    priority: str
+    priority: Priority
     session: str | None
-    state: str
+    state: JobState
     attempt: int
     max_attempts: int
     executions: int
@@ -116,35 +179,37 @@ class JobRecord:
 
     @classmethod
     def from_fields(cls, job_id: str, values: list[str | None]) -> JobRecord:
+        """From the values of :data:`VIEW_FIELDS`, in that order (an ``HMGET``)."""
         d = dict(zip(VIEW_FIELDS, values, strict=True))
+        priority = d[JobField.PRIORITY]
         return cls(
             id=job_id,
-            model=d["model"] or "",
-            version=d["version"] or "",
-            priority=d["priority"] or "normal",
-            session=d["session"] or None,
-            state=d["state"] or "queued",
-            attempt=int(d["attempt"] or 1),
-            max_attempts=int(d["max_attempts"] or 1),
-            executions=int(d["executions"] or 0),
-            worker=d["worker"] or None,
-            lost_from=d["lost_from"] or None,
-            queued_at_s=_f(d["queued_at_s"]),
-            dispatched_at_s=_f(d["dispatched_at_s"]),
-            started_at_s=_f(d["started_at_s"]),
-            finished_at_s=_f(d["finished_at_s"]),
-            timeout_s=int(d["timeout_s"] or 0),
-            expires_at_s=_f(d["expires_at_s"]),
-            output=d["output"],
-            error=d["error"],
+            model=d[JobField.MODEL] or "",
+            version=d[JobField.VERSION] or "",
+            priority=next((p for p in PRIORITIES if p == priority), "normal"),
+            session=d[JobField.SESSION] or None,
+            state=JobState(d[JobField.STATE] or JobState.QUEUED),
+            attempt=int(d[JobField.ATTEMPT] or 1),
+            max_attempts=int(d[JobField.MAX_ATTEMPTS] or 1),
+            executions=int(d[JobField.EXECUTIONS] or 0),
+            worker=d[JobField.WORKER] or None,
+            lost_from=d[JobField.LOST_FROM] or None,
+            queued_at_s=_f(d[JobField.QUEUED_AT_S]),
+            dispatched_at_s=_f(d[JobField.DISPATCHED_AT_S]),
+            started_at_s=_f(d[JobField.STARTED_AT_S]),
+            finished_at_s=_f(d[JobField.FINISHED_AT_S]),
+            timeout_s=int(d[JobField.TIMEOUT_S] or 0),
+            expires_at_s=_f(d[JobField.EXPIRES_AT_S]),
+            output=d[JobField.OUTPUT],
+            error=d[JobField.ERROR],
         )
 
     @property
     def terminal(self) -> bool:
-        return self.state in TERMINAL
+        return self.state.terminal
 
     def public(self) -> dict[str, Any]:
-        """The job as the API shows it."""
+        """The job as the API shows it (``api.schemas.Job``)."""
         queue_s = run_s = None
         if self.queued_at_s is not None and self.started_at_s is not None:
             queue_s = round(self.started_at_s - self.queued_at_s, 6)
@@ -168,3 +233,8 @@ class JobRecord:
             "queue_s": queue_s,
             "run_s": run_s,
         }
+
+
+# The fields a read fetches: every attribute of JobRecord but its id (a name that is not a
+# JobField fails here, at import). ``data`` (the input, up to the body limit) is never read back.
+VIEW_FIELDS: Final[tuple[JobField, ...]] = tuple(JobField(f.name) for f in fields(JobRecord) if f.name != "id")

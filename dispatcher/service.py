@@ -12,7 +12,7 @@ from typing import Any
 
 from core import keys
 from core.errors import StoreUnavailable
-from core.fleet import FleetSnapshot, WorkerView
+from core.fleet import FleetSnapshot, WorkerState, WorkerView
 from core.settings import POLICY_NAMES, Settings
 from core.store import Store
 from dispatcher.policies import NEEDS_SESSION, Candidate, PolicyState, choose
@@ -24,7 +24,7 @@ def candidates(workers: list[WorkerView], bound: Callable[[WorkerView], int]) ->
     return {
         w.id: Candidate(w.id, w.weight, w.slots, w.queued, w.running, bound(w) - w.outstanding, w.ewma_run_s)
         for w in workers
-        if w.alive and w.state == "ready"
+        if w.alive and w.state == WorkerState.READY
     }
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import StoreUnavailable
+from core.fleet import WorkerRecord, WorkerState
+from core.jobs import dumps_value
 from core.settings import WorkerSettings
-from core.store import Store, dumps_output
+from core.store import Store
 from worker.context import JobContext, run_with
 from worker.handler import Handler
 from worker.tracebacks import format_error
@@ -44,11 +46,8 @@ class WorkerIdentity:
                    instance_id)
 
     def record(self, now: float) -> dict[str, str]:
-        return {
-            "id": self.id, "model": self.model, "version": self.version, "weight": repr(self.weight),
-            "slots": str(self.slots), "host": self.host, "pid": str(os.getpid()),
-            "instance_id": self.instance_id, "state": "ready", "started_at": repr(now), "last_job_at": "",
-        }
+        return WorkerRecord(self.id, self.model, self.version, self.weight, self.slots, self.host, os.getpid(),
+                            self.instance_id, now).to_hash()
 
 
 class Worker:
@@ -93,7 +92,7 @@ class Worker:
         if self.draining.is_set():
             return
         self.draining.set()
-        await self.store.set_worker_state(self.me.id, "draining")
+        await self.store.set_worker_state(self.me.id, WorkerState.DRAINING)
         returned, _ = await self.store.requeue_worker(self.me.id, self.me.model, "drain", self.clock())
         log.info("worker %s draining: %d queued job(s) returned, %d running", self.me.id, returned,
                  len(self.running))
@@ -148,7 +147,7 @@ class Worker:
             payload = format_error(exc)
         else:
             try:
-                payload, ok = dumps_output(result), True
+                payload, ok = dumps_value(result), True
             except (TypeError, ValueError) as exc:
                 payload = f"the handler's result is not JSON: {exc}"
         finally:

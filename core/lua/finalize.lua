@@ -1,20 +1,17 @@
 -- End a job that no worker will finish normally (cancel, expiry sweep), if it is still in
--- the state the caller saw. Removes it from the list it waits in.
--- KEYS: 1 job hash, 2 list holding it (or the job key: none), 3 expiry zset,
---       4 worker cancel set (or the job key: none)
--- ARGV: 1 job id, 2 expected state, 3 expected worker, 4 new state, 5 rq status,
---       6 error ('' for none), 7 now, 8 retention s, 9 done channel
+-- the state the caller saw, and take it out of the list it waits in.
 -- Returns 1 when done, 0 when the job moved on meanwhile (caller re-reads and retries).
-local s = redis.call('HMGET', KEYS[1], 'state', 'worker')
-if s[1] ~= ARGV[2] or (s[2] or '') ~= ARGV[3] then return 0 end
-if KEYS[2] ~= KEYS[1] then redis.call('LREM', KEYS[2], 0, ARGV[1]) end
-if KEYS[4] ~= KEYS[1] then
-  redis.call('SADD', KEYS[4], ARGV[1])
-  redis.call('EXPIRE', KEYS[4], ARGV[8])
+local s = redis.call('HMGET', job, 'state', 'worker')
+if s[1] ~= expected_state or (s[2] or '') ~= expected_worker then return 0 end
+if holder ~= job then redis.call('LREM', holder, 0, job_id) end
+if cancels ~= job then
+  redis.call('SADD', cancels, job_id)
+  redis.call('EXPIRE', cancels, retention_s)
 end
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HSET', KEYS[1], 'state', ARGV[4], 'status', ARGV[5], 'finished_at_s', ARGV[7])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-redis.call('PUBLISH', ARGV[9], ARGV[1])
+redis.call('ZREM', expiry, job_id)
+if reason ~= '' then
+  end_job(job, job_id, state, status, now, retention_s, done_channel, 'error', reason)
+else
+  end_job(job, job_id, state, status, now, retention_s, done_channel)
+end
 return 1

@@ -7,9 +7,6 @@ one list and no process dying between two calls can lose it. Redis errors leave 
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from core.store.connection import connect
 from core.store.dispatch import Dispatch
 from core.store.errors import store_call
@@ -17,7 +14,7 @@ from core.store.fleet import Fleet
 from core.store.jobs import CancelOutcome, Jobs, Submitted
 from core.store.workers import RequeueMode, Workers
 
-__all__ = ["CancelOutcome", "RequeueMode", "Store", "Submitted", "connect", "dumps_output"]
+__all__ = ["CancelOutcome", "RequeueMode", "Store", "Submitted", "connect"]
 
 
 class Store(Jobs, Dispatch, Workers, Fleet):
@@ -33,7 +30,3 @@ class Store(Jobs, Dispatch, Workers, Fleet):
     @store_call
     async def ping(self) -> bool:
         return bool(await self.client.ping())
-
-
-def dumps_output(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from core import keys
+from core.jobs import JobField
 from core.store.backend import Backend
 from core.store.errors import store_call
+from core.store.scripts import DISPATCH, DispatchArgs, DispatchKeys
 
 
 class Dispatch(Backend):
@@ -14,7 +16,7 @@ class Dispatch(Backend):
         for q in keys.model_queues(model):
             head = await self.client.lindex(q, 0)
             if head is not None:
-                session = await self.client.hget(keys.job(head), "session")
+                session = await self.client.hget(keys.job(head), JobField.SESSION)
                 return head, session or None
         return None
 
@@ -22,11 +24,18 @@ class Dispatch(Backend):
     async def dispatch(
         self, model: str, worker_id: str, bound: int, now: float, expected: str = ""
     ) -> tuple[str, str | None]:
-        res = await self._run(
-            "dispatch",
-            [*keys.model_queues(model), keys.worker_queue(worker_id), keys.worker_active(worker_id),
-             keys.worker_info(worker_id), keys.worker_alive(worker_id), keys.EXPIRY],
-            [worker_id, bound, repr(now), expected, keys.RQ_JOB_PREFIX, self.result_ttl_s, keys.CH_DONE],
+        high, normal, low = keys.model_queues(model)
+        res = await self.scripts(
+            DISPATCH,
+            DispatchKeys(
+                high=high, normal=normal, low=low, worker_queue=keys.worker_queue(worker_id),
+                worker_active=keys.worker_active(worker_id), worker_info=keys.worker_info(worker_id),
+                worker_alive=keys.worker_alive(worker_id), expiry=keys.EXPIRY,
+            ),
+            DispatchArgs(
+                worker_id=worker_id, bound=bound, now=now, expected=expected, job_prefix=keys.RQ_JOB_PREFIX,
+                retention_s=self.result_ttl_s, done_channel=keys.CH_DONE,
+            ),
         )
         return res[0], (res[1] if len(res) > 1 else None)
 

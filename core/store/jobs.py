@@ -7,9 +7,10 @@ from typing import Literal
 
 from core import keys
 from core.errors import StoreUnavailable
-from core.jobs import RQ_STATUS, VIEW_FIELDS, JobRecord, NewJob
+from core.jobs import CANCELED_ERROR, EXPIRED_ERROR, VIEW_FIELDS, JobField, JobRecord, JobState, NewJob
 from core.store.backend import Backend
 from core.store.errors import store_call
+from core.store.scripts import FINALIZE, SUBMIT, FinalizeArgs, FinalizeKeys, SubmitArgs, SubmitKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +28,22 @@ class Jobs(Backend):
     async def submit(self, job: NewJob, *, max_queue_len: int, idempotency_key: str | None, now: float
                      ) -> Submitted:
         job_key = keys.job(job.id)
-        idem_key = keys.idempotency(job.model, idempotency_key) if idempotency_key else job_key
-        idem_ttl = job.ttl_s + job.timeout_s + self.result_ttl_s if idempotency_key else 0
-        flat = [x for kv in job.fields(now).items() for x in kv]
-        res = await self._run(
-            "submit",
-            [job_key, keys.model_queue(job.model, job.priority), keys.RQ_QUEUES, *keys.model_queues(job.model),
-             idem_key, keys.EXPIRY],
-            [job.id, max_queue_len, idem_ttl, repr(now + job.ttl_s), keys.CH_DISPATCH,
-             keys.dispatch_event(keys.EV_JOB, job.model), *flat],
+        high, normal, low = keys.model_queues(job.model)
+        res = await self.scripts(
+            SUBMIT,
+            SubmitKeys(
+                job=job_key, queue=keys.model_queue(job.model, job.priority), rq_queues=keys.RQ_QUEUES,
+                high=high, normal=normal, low=low,
+                idempotency=keys.idempotency(job.model, idempotency_key) if idempotency_key else job_key,
+                expiry=keys.EXPIRY,
+            ),
+            SubmitArgs(
+                job_id=job.id, max_queue_len=max_queue_len,
+                idempotency_ttl_s=job.ttl_s + job.timeout_s + self.result_ttl_s if idempotency_key else 0,
+                expires_at_s=job.expires_at(now), dispatch_channel=keys.CH_DISPATCH,
+                event=keys.dispatch_event(keys.EV_JOB, job.model),
+                fields=tuple(str(x) for kv in job.fields(now).items() for x in kv),
+            ),
         )
         outcome, value = res[0], res[1]
         if outcome == "full":
@@ -48,19 +56,23 @@ class Jobs(Backend):
 
     async def _get(self, job_id: str) -> JobRecord | None:
         values = await self.client.hmget(keys.job(job_id), list(VIEW_FIELDS))
-        if values[VIEW_FIELDS.index("model")] is None:
+        if values[VIEW_FIELDS.index(JobField.MODEL)] is None:
             return None
         return JobRecord.from_fields(job_id, values)
 
     async def _finalize(
-        self, job: JobRecord, *, holder: str | None, cancels: str | None, new_state: str, error: str, now: float
+        self, job: JobRecord, *, holder: str | None, cancels: str | None, new_state: JobState, error: str,
+        now: float,
     ) -> bool:
         jk = keys.job(job.id)
-        done = await self._run(
-            "finalize",
-            [jk, holder or jk, keys.EXPIRY, cancels or jk],
-            [job.id, job.state, job.worker or "", new_state, RQ_STATUS[new_state], error, repr(now),
-             self.result_ttl_s, keys.CH_DONE],
+        done = await self.scripts(
+            FINALIZE,
+            FinalizeKeys(job=jk, holder=holder or jk, expiry=keys.EXPIRY, cancels=cancels or jk),
+            FinalizeArgs(
+                job_id=job.id, expected_state=job.state, expected_worker=job.worker or "", state=new_state,
+                status=new_state.rq_status, reason=error, now=now, retention_s=self.result_ttl_s,
+                done_channel=keys.CH_DONE,
+            ),
         )
         return bool(done)
 
@@ -73,15 +85,15 @@ class Jobs(Backend):
                 return "missing", None
             if job.terminal:
                 return "terminal", job
-            if job.state == "queued":
-                holder, cancels = keys.model_queue(job.model, job.priority), None  # type: ignore[arg-type]
-            elif job.state == "dispatched":
+            if job.state == JobState.QUEUED:
+                holder, cancels = keys.model_queue(job.model, job.priority), None
+            elif job.state == JobState.DISPATCHED:
                 holder, cancels = keys.worker_queue(job.worker or ""), None
             else:  # running: the worker sees the cancel set on its next heartbeat
                 holder, cancels = None, keys.worker_cancels(job.worker or "")
-            if await self._finalize(job, holder=holder, cancels=cancels, new_state="canceled",
-                                    error="canceled by request", now=now):
-                return ("stopping" if job.state == "running" else "canceled"), await self._get(job_id)
+            if await self._finalize(job, holder=holder, cancels=cancels, new_state=JobState.CANCELED,
+                                    error=CANCELED_ERROR, now=now):
+                return ("stopping" if job.state == JobState.RUNNING else "canceled"), await self._get(job_id)
         raise StoreUnavailable(f"job {job_id} kept changing state while being canceled")
 
     @store_call
@@ -91,12 +103,9 @@ class Jobs(Backend):
         expired = 0
         for job_id in ids:
             job = await self._get(job_id)
-            if job is None or job.state != "queued":
+            if job is None or job.state != JobState.QUEUED:
                 await self.client.zrem(keys.EXPIRY, job_id)
                 continue
-            holder = keys.model_queue(job.model, job.priority)  # type: ignore[arg-type]
-            expired += await self._finalize(
-                job, holder=holder, cancels=None, new_state="expired",
-                error="expired: waited longer than its ttl_s before a worker took it", now=now,
-            )
+            expired += await self._finalize(job, holder=keys.model_queue(job.model, job.priority), cancels=None,
+                                            new_state=JobState.EXPIRED, error=EXPIRED_ERROR, now=now)
         return expired

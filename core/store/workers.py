@@ -5,9 +5,21 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from core import keys
-from core.jobs import RQ_STATUS, input_from_data
+from core.fleet import WorkerField, WorkerState
+from core.jobs import JobField, JobState, input_from_data
 from core.store.backend import Backend
 from core.store.errors import store_call
+from core.store.scripts import (
+    FINISH,
+    REQUEUE,
+    START,
+    FinishArgs,
+    FinishKeys,
+    RequeueArgs,
+    RequeueKeys,
+    StartArgs,
+    StartKeys,
+)
 
 RequeueMode = Literal["dead", "drain", "gone"]
 
@@ -15,13 +27,13 @@ RequeueMode = Literal["dead", "drain", "gone"]
 class Workers(Backend):
     @store_call
     async def register_worker(self, info: dict[str, str], ttl_s: float) -> None:
-        wid = info["id"]
+        wid = info[WorkerField.ID]
         async with self.client.pipeline(transaction=True) as p:
             p.hset(keys.worker_info(wid), mapping=info)
             p.set(keys.worker_alive(wid), "1", px=int(ttl_s * 1000))
             p.sadd(keys.WORKERS, wid)
             p.sadd(keys.RQ_QUEUES, keys.worker_queue(wid))
-            p.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, info["model"]))
+            p.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, info[WorkerField.MODEL]))
             await p.execute()
 
     @store_call
@@ -29,27 +41,34 @@ class Workers(Backend):
         """Refresh the heartbeat; returns the worker's state and the running jobs to stop."""
         async with self.client.pipeline(transaction=False) as p:
             p.set(keys.worker_alive(worker_id), "1", px=int(ttl_s * 1000))
-            p.hget(keys.worker_info(worker_id), "state")
+            p.hget(keys.worker_info(worker_id), WorkerField.STATE)
             p.smembers(keys.worker_cancels(worker_id))
             _, state, cancels = await p.execute()
         return state, set(cancels)
 
     @store_call
-    async def set_worker_state(self, worker_id: str, state: Literal["ready", "draining"]) -> bool:
+    async def set_worker_state(self, worker_id: str, state: WorkerState) -> bool:
         """Mark a registered worker; false if it is not registered."""
         if not await self.client.exists(keys.worker_info(worker_id)):
             return False
-        await self.client.hset(keys.worker_info(worker_id), "state", state)
+        await self.client.hset(keys.worker_info(worker_id), WorkerField.STATE, state)
         return True
 
     async def _requeue(self, worker_id: str, model: str, mode: RequeueMode, now: float) -> tuple[int, int]:
-        res = await self._run(
-            "requeue",
-            [keys.worker_queue(worker_id), keys.worker_active(worker_id), keys.worker_info(worker_id),
-             keys.worker_alive(worker_id), keys.WORKERS, *keys.model_queues(model),
-             keys.worker_cancels(worker_id), keys.EXPIRY],
-            [worker_id, keys.RQ_JOB_PREFIX, repr(now), self.result_ttl_s, mode, keys.CH_DONE,
-             keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model)],
+        high, normal, low = keys.model_queues(model)
+        res = await self.scripts(
+            REQUEUE,
+            RequeueKeys(
+                worker_queue=keys.worker_queue(worker_id), worker_active=keys.worker_active(worker_id),
+                worker_info=keys.worker_info(worker_id), worker_alive=keys.worker_alive(worker_id),
+                workers=keys.WORKERS, high=high, normal=normal, low=low, cancels=keys.worker_cancels(worker_id),
+                expiry=keys.EXPIRY,
+            ),
+            RequeueArgs(
+                worker_id=worker_id, job_prefix=keys.RQ_JOB_PREFIX, now=now, retention_s=self.result_ttl_s,
+                mode=mode, done_channel=keys.CH_DONE, dispatch_channel=keys.CH_DISPATCH,
+                event=keys.dispatch_event(keys.EV_ROOM, model),
+            ),
         )
         return int(res[0]), int(res[1])
 
@@ -73,9 +92,11 @@ class Workers(Backend):
 
     @store_call
     async def start_job(self, worker_id: str, job_id: str, now: float) -> tuple[Any, int, int] | None:
-        res = await self._run(
-            "start", [keys.job(job_id), keys.worker_active(worker_id)],
-            [job_id, worker_id, repr(now), self.result_ttl_s, keys.CH_DONE],
+        res = await self.scripts(
+            START,
+            StartKeys(job=keys.job(job_id), worker_active=keys.worker_active(worker_id)),
+            StartArgs(job_id=job_id, worker_id=worker_id, now=now, retention_s=self.result_ttl_s,
+                      done_channel=keys.CH_DONE),
         )
         if not res:
             return None
@@ -87,12 +108,16 @@ class Workers(Backend):
         self, *, worker_id: str, model: str, job_id: str, attempt: int, ok: bool, payload: str,
         run_s: float, now: float,
     ) -> bool:
-        state = "succeeded" if ok else "failed"
-        accepted = await self._run(
-            "finish",
-            [keys.job(job_id), keys.worker_active(worker_id), keys.worker_info(worker_id)],
-            [job_id, worker_id, attempt, state, RQ_STATUS[state], "output" if ok else "error", payload, repr(now),
-             self.result_ttl_s, repr(run_s), keys.CH_DONE, keys.CH_DISPATCH,
-             keys.dispatch_event(keys.EV_FREE, model, worker_id)],
+        state = JobState.SUCCEEDED if ok else JobState.FAILED
+        accepted = await self.scripts(
+            FINISH,
+            FinishKeys(job=keys.job(job_id), worker_active=keys.worker_active(worker_id),
+                       worker_info=keys.worker_info(worker_id)),
+            FinishArgs(
+                job_id=job_id, worker_id=worker_id, attempt=attempt, state=state, status=state.rq_status,
+                field=JobField.OUTPUT if ok else JobField.ERROR, payload=payload, now=now,
+                retention_s=self.result_ttl_s, run_s=run_s, done_channel=keys.CH_DONE,
+                dispatch_channel=keys.CH_DISPATCH, event=keys.dispatch_event(keys.EV_FREE, model, worker_id),
+            ),
         )
         return bool(accepted)

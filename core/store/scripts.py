@@ -1,0 +1,279 @@
+"""One typed Python call per Lua script: each KEYS slot and ARGV position is named once, here.
+
+A script's keys and arguments are two frozen dataclasses; their fields, in order, are the
+script's ``KEYS`` and ``ARGV``. The Lua files never index ``KEYS`` or ``ARGV``: the source sent
+to Redis starts with a prelude generated from the dataclasses (``local job = KEYS[1]`` …),
+then ``lua/lib.lua`` (what several scripts share), then the script's body, which uses the names.
+A test checks that every body uses each declared name and no undeclared one.
+
+Constant arguments (state names, rq statuses, the expiry error) are fields with
+:func:`const` defaults taken from ``core.jobs`` and ``core.fleet``: the scripts get them from
+Python's one definition, and a call cannot pass another value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Generic, TypeVar
+
+from core.fleet import WorkerState
+from core.jobs import EXPIRED_ERROR, JobField, JobState
+
+K = TypeVar("K")
+A = TypeVar("A")
+
+
+def const(value: str) -> Any:
+    """An argument every call sends with this value; a call cannot set it."""
+    return field(default=str(value), init=False)
+
+
+def rest() -> Any:
+    """The last argument: a sequence of strings spread over the remaining ARGV (a Lua table)."""
+    return field(metadata={"rest": True})
+
+
+def _lua(name: str) -> str:
+    return resources.files("core").joinpath("lua", f"{name}.lua").read_text()
+
+
+def _encode(value: object) -> str:
+    if isinstance(value, bool):
+        raise TypeError("a script argument cannot be a bool; pass '1' or '0'")
+    if isinstance(value, float):
+        return repr(value)  # exact: a timestamp read back must equal the one written
+    if isinstance(value, int | str):
+        return str(value)
+    raise TypeError(f"a script argument must be str, int or float, not {type(value).__name__}")
+
+
+class Script(Generic[K, A]):
+    """A Lua script with its keys (dataclass ``K``) and arguments (dataclass ``A``)."""
+
+    def __init__(self, name: str, keys: type[K], args: type[A]):
+        self.name = name
+        self.keys_type, self.args_type = keys, args
+        self.key_names = tuple(f.name for f in dataclasses.fields(keys))  # type: ignore[arg-type]
+        arg_fields = dataclasses.fields(args)  # type: ignore[arg-type]
+        self.arg_names = tuple(f.name for f in arg_fields)
+        self.rest = bool(arg_fields) and bool(arg_fields[-1].metadata.get("rest"))
+        if any(f.metadata.get("rest") for f in arg_fields[:-1]):
+            raise TypeError(f"{name}: only the last argument may be rest()")
+        if clash := set(self.key_names) & set(self.arg_names):
+            raise TypeError(f"{name}: {sorted(clash)} named both as a key and as an argument")
+        self.body = _lua(name)
+        self.source = "\n".join((self.prelude(), _lua("lib"), self.body))
+
+    def prelude(self) -> str:
+        lines = [f"-- {self.name}: KEYS and ARGV by name, generated from core/store/scripts.py"]
+        lines += [f"local {n} = KEYS[{i}]" for i, n in enumerate(self.key_names, 1)]
+        for i, n in enumerate(self.arg_names, 1):
+            last = i == len(self.arg_names)
+            lines.append(f"local {n} = {{unpack(ARGV, {i})}}" if last and self.rest else f"local {n} = ARGV[{i}]")
+        return "\n".join(lines)
+
+    def keys_of(self, keys: K) -> list[str]:
+        if type(keys) is not self.keys_type:
+            raise TypeError(f"{self.name} takes {self.keys_type.__name__}, not {type(keys).__name__}")
+        return [getattr(keys, n) for n in self.key_names]
+
+    def args_of(self, args: A) -> list[str]:
+        if type(args) is not self.args_type:
+            raise TypeError(f"{self.name} takes {self.args_type.__name__}, not {type(args).__name__}")
+        values = [getattr(args, n) for n in self.arg_names]
+        tail: list[object] = list(values.pop()) if self.rest else []
+        return [_encode(v) for v in (*values, *tail)]
+
+
+class Scripts:
+    """The scripts registered on one client (EVALSHA, loaded again by redis-py if Redis lost them)."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self._registered: dict[str, Any] = {}
+
+    async def __call__(self, script: Script[K, A], keys: K, args: A) -> Any:
+        registered = self._registered.get(script.name)
+        if registered is None:
+            registered = self._registered[script.name] = self._client.register_script(script.source)
+        return await registered(keys=script.keys_of(keys), args=script.args_of(args))
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitKeys:
+    job: str
+    queue: str  # the model's queue at the job's priority
+    rq_queues: str
+    high: str
+    normal: str
+    low: str
+    idempotency: str  # the job key when there is none
+    expiry: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitArgs:
+    job_id: str
+    max_queue_len: int
+    idempotency_ttl_s: int  # 0: no idempotency key
+    expires_at_s: float
+    dispatch_channel: str
+    event: str
+    fields: tuple[str, ...] = rest()  # the job hash, field/value pairs
+
+
+SUBMIT = Script("submit", SubmitKeys, SubmitArgs)
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizeKeys:
+    job: str
+    holder: str  # the list the job waits in, or the job key: none
+    expiry: str
+    cancels: str  # the running worker's cancel set, or the job key: none
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizeArgs:
+    job_id: str
+    expected_state: str
+    expected_worker: str
+    state: JobState
+    status: str
+    reason: str  # the job's error; '' for none
+    now: float
+    retention_s: int
+    done_channel: str
+
+
+FINALIZE = Script("finalize", FinalizeKeys, FinalizeArgs)
+
+# --- dispatch ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchKeys:
+    high: str
+    normal: str
+    low: str
+    worker_queue: str
+    worker_active: str
+    worker_info: str
+    worker_alive: str
+    expiry: str
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchArgs:
+    worker_id: str
+    bound: int
+    now: float
+    expected: str  # the job id the caller chose for ('' = any)
+    job_prefix: str
+    retention_s: int
+    done_channel: str
+    ready: str = const(WorkerState.READY)
+    queued: str = const(JobState.QUEUED)
+    dispatched: str = const(JobState.DISPATCHED)
+    expired: str = const(JobState.EXPIRED)
+    expired_status: str = const(JobState.EXPIRED.rq_status)
+    expired_error: str = const(EXPIRED_ERROR)
+
+
+DISPATCH = Script("dispatch", DispatchKeys, DispatchArgs)
+
+# --- workers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartKeys:
+    job: str
+    worker_active: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartArgs:
+    job_id: str
+    worker_id: str
+    now: float
+    retention_s: int
+    done_channel: str
+    dispatched: str = const(JobState.DISPATCHED)
+    running: str = const(JobState.RUNNING)
+    running_status: str = const(JobState.RUNNING.rq_status)
+    expired: str = const(JobState.EXPIRED)
+    expired_status: str = const(JobState.EXPIRED.rq_status)
+    expired_error: str = const(EXPIRED_ERROR)
+
+
+START = Script("start", StartKeys, StartArgs)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishKeys:
+    job: str
+    worker_active: str
+    worker_info: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinishArgs:
+    job_id: str
+    worker_id: str
+    attempt: int
+    state: JobState  # succeeded | failed
+    status: str
+    field: JobField  # output | error
+    payload: str
+    now: float
+    retention_s: int
+    run_s: float
+    done_channel: str
+    dispatch_channel: str
+    event: str
+    running: str = const(JobState.RUNNING)
+
+
+FINISH = Script("finish", FinishKeys, FinishArgs)
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueKeys:
+    worker_queue: str
+    worker_active: str
+    worker_info: str
+    worker_alive: str
+    workers: str
+    high: str
+    normal: str
+    low: str
+    cancels: str
+    expiry: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueArgs:
+    worker_id: str
+    job_prefix: str
+    now: float
+    retention_s: int
+    mode: str  # dead | drain | gone
+    done_channel: str
+    dispatch_channel: str
+    event: str
+    queued: str = const(JobState.QUEUED)
+    queued_status: str = const(JobState.QUEUED.rq_status)
+    dispatched: str = const(JobState.DISPATCHED)
+    running: str = const(JobState.RUNNING)
+    failed: str = const(JobState.FAILED)
+    failed_status: str = const(JobState.FAILED.rq_status)
+
+
+REQUEUE = Script("requeue", RequeueKeys, RequeueArgs)
+
+ALL: tuple[Script[Any, Any], ...] = (SUBMIT, FINALIZE, DISPATCH, START, FINISH, REQUEUE)
