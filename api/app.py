@@ -35,7 +35,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             app.state.store = Store.from_url(settings.redis.url, result_ttl_s=settings.api.result_ttl_s)
         else:
             app.state.store = store
-        listener = asyncio.create_task(app.state.waiters.listen(app.state.store.client))
+        listener = asyncio.create_task(app.state.waiters.listen(app.state.store.done_events()))
         try:
             yield
         finally:

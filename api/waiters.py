@@ -1,17 +1,11 @@
-"""Long-poll support: one pub/sub subscription per API process wakes every waiter of a job."""
+"""Long-poll support: one subscription per API process wakes every waiter of a job."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import defaultdict
 
-import redis.asyncio as aioredis
-import redis.exceptions
-
-from core import keys
-
-log = logging.getLogger("tidal.api")
+from core.store.events import EventStream
 
 
 class CompletionWaiters:
@@ -40,17 +34,11 @@ class CompletionWaiters:
             for ev in group:
                 ev.set()
 
-    async def listen(self, client: aioredis.Redis) -> None:
-        while True:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(keys.CH_DONE)
-                self.notify_all()
-                async for message in pubsub.listen():
-                    if message["type"] == "message":
-                        self.notify(message["data"])
-            except redis.exceptions.RedisError as exc:
-                log.warning("completion listener lost redis (%s); reconnecting", exc)
-                await asyncio.sleep(0.5)
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+    async def listen(self, done_events: EventStream) -> None:
+        """Wake the waiters of each job that ends; every waiter after a reconnect. Runs until cancelled."""
+        async with done_events as stream:
+            async for batch in stream:
+                if batch.resync:
+                    self.notify_all()
+                for job_id in batch.events:
+                    self.notify(job_id)

@@ -8,7 +8,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from core import keys
 from core.errors import StoreUnavailable
@@ -173,15 +172,14 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         tick_s = self.settings.dispatcher.tick_s
-        pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(keys.CH_DISPATCH)
         next_sweep = 0.0
         log.info("dispatcher running for models %s", ", ".join(self.models) or "(none)")
-        try:
+        # Subscribed before reading state, so no event between the two is missed; a subscription
+        # made again after a disconnect says resync, and the view is read again.
+        async with self.store.dispatch_events() as events:
             while not stop.is_set():
                 try:
-                    # Subscribed before reading state, so no event between the two is missed. The
-                    # sweep's re-read also corrects any drift in the view once per tick.
+                    # The sweep's re-read also corrects any drift in the view once per tick.
                     if self.view is None or time.monotonic() >= next_sweep:
                         self.view = await self.store.snapshot(self.models)
                     if time.monotonic() >= next_sweep:
@@ -192,23 +190,13 @@ class Dispatcher:
                     # event; any that came in during this round are still queued and wake it at once.
                     await self.dispatch_round(self.view)
                     while self.view is not None and not stop.is_set() and time.monotonic() < next_sweep:
-                        events = await self._wait_events(pubsub, next_sweep - time.monotonic())
-                        self.apply_events(events)
-                        if self.view is None or self.worth_a_round(events):
+                        batch = await events.next(next_sweep - time.monotonic())
+                        if batch.resync:
+                            self.view = None
+                            break
+                        self.apply_events(batch.events)
+                        if self.view is None or self.worth_a_round(batch.events):
                             break
                 except StoreUnavailable as exc:
                     log.warning("redis unavailable: %s; retrying in %.1fs", exc, tick_s)
                     await asyncio.sleep(tick_s)
-        finally:
-            await pubsub.aclose()
-
-    @staticmethod
-    async def _wait_events(pubsub: Any, timeout_s: float) -> list[str]:
-        """Block until at least one event (or the timeout), then take every event already queued."""
-        events = []
-        message = await pubsub.get_message(timeout=max(0.0, timeout_s))
-        while message is not None:
-            if message.get("type") == "message":
-                events.append(message["data"])
-            message = await pubsub.get_message(timeout=0)
-        return events

@@ -126,6 +126,55 @@ class Stack:
         return "\n".join(f"== {f.name}\n{f.read_text()[-3000:]}" for f in sorted(self.tmp.glob("*.log")))
 
 
+class Valkey:
+    """A Valkey of a test's own, run as ``tidal up`` runs it (``python -m core.embedded``: AOF,
+    ``appendfsync everysec``), that can be killed with SIGKILL and restarted on the same port."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        with open(self.data_dir.parent / f"valkey-{self.port}.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "core.embedded", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self.answers, what="valkey")
+
+    def answers(self) -> bool:
+        client = redis.Redis.from_url(self.url)
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+        finally:
+            client.close()
+
+    def pubsub_channels(self) -> set[str]:
+        client = redis.Redis.from_url(self.url, decode_responses=True)
+        try:
+            return set(client.pubsub_channels())
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL the server (and the launcher around it), as a crash would."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+
 def start_up(config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`tidal --config <config> up`, its output going to ``log`` (a pipe nobody reads would fill up)."""
     with log.open("wb") as out:

@@ -10,14 +10,15 @@ from __future__ import annotations
 from core.store.connection import connect
 from core.store.dispatch import Dispatch
 from core.store.errors import store_call
+from core.store.events import Batch, Events, EventStream
 from core.store.fleet import Fleet
 from core.store.jobs import CancelOutcome, Jobs, Submitted
 from core.store.workers import RequeueMode, Workers
 
-__all__ = ["CancelOutcome", "RequeueMode", "Store", "Submitted", "connect"]
+__all__ = ["Batch", "CancelOutcome", "EventStream", "RequeueMode", "Store", "Submitted", "connect"]
 
 
-class Store(Jobs, Dispatch, Workers, Fleet):
+class Store(Jobs, Dispatch, Workers, Fleet, Events):
     """Every record's calls on one client. Each role is handed it typed as the narrow part it uses."""
 
     @classmethod
