@@ -8,8 +8,9 @@ if s[1] == running and s[2] == worker_id and s[3] == attempt then
   end_job(job, job_id, state, status, now, retention_s, done_channel, field, payload)
   accepted = 1
 end
-if redis.call('EXISTS', worker_info) == 1 then
-  local e = tonumber(redis.call('HGET', worker_info, 'ewma_run_s'))
+local w = redis.call('HMGET', worker_info, 'id', 'ewma_run_s')
+if w[1] then  -- still registered
+  local e = tonumber(w[2])
   local run = tonumber(run_s)
   if e then run = 0.8 * e + 0.2 * run end
   redis.call('HSET', worker_info, 'ewma_run_s', tostring(run), 'last_job_at', now)

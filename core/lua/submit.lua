@@ -1,5 +1,8 @@
 -- Accept a job: idempotency check, backlog bound, record, enqueue, wake dispatchers. Atomic.
 -- Returns {'ok', id} | {'dup', the first job's id} | {'full', backlog}.
+-- The job id is new for every request: if its hash exists, this is a replay of a call that
+-- succeeded (its answer was lost with the connection), and it succeeded once.
+if redis.call('EXISTS', job) == 1 then return {'ok', job_id} end
 if idempotency_ttl_s ~= '0' then
   local existing = redis.call('GET', idempotency)
   if existing then return {'dup', existing} end

@@ -28,6 +28,6 @@ class Store(Jobs, Dispatch, Workers, Fleet, Events):
     async def close(self) -> None:
         await self.client.aclose()
 
-    @store_call
+    @store_call(retry=True)
     async def ping(self) -> bool:
         return bool(await self.client.ping())

@@ -10,7 +10,7 @@ from core.store.scripts import DISPATCH, DispatchArgs, DispatchKeys
 
 
 class Dispatch(Backend):
-    @store_call
+    @store_call(retry=True)
     async def peek_session(self, model: str) -> tuple[str, str | None] | None:
         """The next job of a model and its session, for policies that route by session."""
         for q in keys.model_queues(model):
@@ -20,7 +20,7 @@ class Dispatch(Backend):
                 return head, session or None
         return None
 
-    @store_call
+    @store_call(retry=False)  # a replay would move a second job; the dispatcher's loop re-reads instead
     async def dispatch(
         self, model: str, worker_id: str, bound: int, now: float, expected: str = ""
     ) -> tuple[str, str | None]:
@@ -39,13 +39,13 @@ class Dispatch(Backend):
         )
         return res[0], (res[1] if len(res) > 1 else None)
 
-    @store_call
+    @store_call(retry=True)
     async def set_policy(self, model: str, policy: str) -> None:
         async with self.client.pipeline(transaction=True) as p:
             p.set(keys.model_policy(model), policy)
             p.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model))
             await p.execute()
 
-    @store_call
+    @store_call(retry=True)
     async def wake_dispatchers(self, model: str) -> None:
         await self.client.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, model))

@@ -1,15 +1,24 @@
-"""Redis errors become Tidal's here, and only here: one map for every call and every event loop."""
+"""Redis errors become Tidal's here, and only here: one map for every call and every event loop.
+
+A call is marked :func:`store_call` with ``retry=True`` when running it twice is harmless (reads,
+writes of the same value, scripts that recognise their own replay). Such a call is sent again,
+once, when its connection turned out to be dead: after Redis restarts, every pooled connection
+is stale, and the first use of each fails although the server is back.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Iterator
-from typing import ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis.exceptions as rex
 
 from core.errors import StoreUnavailable
+
+log = logging.getLogger("tidal.store")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -28,12 +37,42 @@ def mapped() -> Iterator[None]:
         raise StoreUnavailable(describe(exc)) from exc
 
 
-def store_call(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """A store method: its redis-py errors leave it as ``StoreUnavailable``."""
+def dropped_connection(exc: BaseException) -> bool:
+    """The connection failed (not the command): the same call may succeed on a fresh one."""
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
+    return isinstance(cause, rex.ConnectionError | rex.TimeoutError) and not isinstance(
+        cause, rex.AuthenticationError | rex.AuthorizationError
+    )
 
-    @functools.wraps(fn)
-    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        with mapped():
-            return await fn(*args, **kwargs)
 
-    return call
+async def forget_idle_connections(client: Any) -> None:
+    """Close the pool's idle connections: when one is dead the others usually are too (a restart)."""
+    with contextlib.suppress(Exception):
+        await client.connection_pool.disconnect(inuse_connections=False)
+
+
+def store_call(
+    *, retry: bool
+) -> Callable[[Callable[Concatenate[Any, P], Awaitable[T]]], Callable[Concatenate[Any, P], Awaitable[T]]]:
+    """Map errors of a store method (of a class with a ``client``); with ``retry``, send it once more
+    after a dropped connection. Every public store method says which, so the choice is visible."""
+
+    def decorate(fn: Callable[Concatenate[Any, P], Awaitable[T]]) -> Callable[Concatenate[Any, P], Awaitable[T]]:
+        async def call(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                with mapped():
+                    return await fn(self, *args, **kwargs)
+            except StoreUnavailable as exc:
+                if not dropped_connection(exc):
+                    raise
+                await forget_idle_connections(self.client)
+                if not retry:
+                    raise
+                log.info("%s: connection dropped (%s); sending it again", fn.__name__, exc)
+            with mapped():
+                return await fn(self, *args, **kwargs)
+
+        functools.update_wrapper(call, fn)
+        return call
+
+    return decorate

@@ -11,7 +11,7 @@ from core.store.errors import store_call
 
 
 class Fleet(Backend):
-    @store_call
+    @store_call(retry=True)
     async def snapshot(self, models: Iterable[str]) -> FleetSnapshot:
         models = list(models)
         ids = sorted(await self.client.smembers(keys.WORKERS))

@@ -24,7 +24,7 @@ CancelOutcome = Literal["canceled", "stopping", "missing", "terminal"]
 
 
 class Jobs(Backend):
-    @store_call
+    @store_call(retry=True)  # the script recognises its own replay: the job hash exists
     async def submit(self, job: NewJob, *, max_queue_len: int, idempotency_key: str | None, now: float
                      ) -> Submitted:
         job_key = keys.job(job.id)
@@ -50,7 +50,7 @@ class Jobs(Backend):
             return Submitted("full", None, int(value))
         return Submitted(outcome, value)
 
-    @store_call
+    @store_call(retry=True)
     async def get(self, job_id: str) -> JobRecord | None:
         return await self._get(job_id)
 
@@ -76,7 +76,7 @@ class Jobs(Backend):
         )
         return bool(done)
 
-    @store_call
+    @store_call(retry=True)  # finalize recognises its own replay (same end state, same time)
     async def cancel(self, job_id: str, now: float) -> tuple[CancelOutcome, JobRecord | None]:
         """Cancel a job: removed if waiting, told to stop if running. Retries if it moves meanwhile."""
         for _ in range(20):
@@ -96,7 +96,7 @@ class Jobs(Backend):
                 return ("stopping" if job.state == JobState.RUNNING else "canceled"), await self._get(job_id)
         raise StoreUnavailable(f"job {job_id} kept changing state while being canceled")
 
-    @store_call
+    @store_call(retry=True)
     async def expire_due(self, now: float, limit: int = 500) -> int:
         """Expire jobs still waiting in a model queue past their ``ttl_s``."""
         ids = await self.client.zrangebyscore(keys.EXPIRY, "-inf", now, start=0, num=limit)

@@ -25,7 +25,7 @@ RequeueMode = Literal["dead", "drain", "gone"]
 
 
 class Workers(Backend):
-    @store_call
+    @store_call(retry=True)
     async def register_worker(self, info: dict[str, str], ttl_s: float) -> None:
         wid = info[WorkerField.ID]
         async with self.client.pipeline(transaction=True) as p:
@@ -36,7 +36,7 @@ class Workers(Backend):
             p.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, info[WorkerField.MODEL]))
             await p.execute()
 
-    @store_call
+    @store_call(retry=True)
     async def heartbeat(self, worker_id: str, ttl_s: float) -> tuple[str | None, set[str]]:
         """Refresh the heartbeat; returns the worker's state and the running jobs to stop."""
         async with self.client.pipeline(transaction=False) as p:
@@ -46,7 +46,7 @@ class Workers(Backend):
             _, state, cancels = await p.execute()
         return state, set(cancels)
 
-    @store_call
+    @store_call(retry=True)
     async def set_worker_state(self, worker_id: str, state: WorkerState) -> bool:
         """Mark a registered worker; false if it is not registered."""
         if not await self.client.exists(keys.worker_info(worker_id)):
@@ -72,25 +72,27 @@ class Workers(Backend):
         )
         return int(res[0]), int(res[1])
 
-    @store_call
+    @store_call(retry=True)  # a replay finds nothing left to give back
     async def requeue_worker(self, worker_id: str, model: str, mode: RequeueMode, now: float) -> tuple[int, int]:
         return await self._requeue(worker_id, model, mode, now)
 
-    @store_call
+    @store_call(retry=True)
     async def deregister_worker(self, worker_id: str, model: str, now: float) -> tuple[int, int]:
         """Remove a worker; any job it still holds goes back to the front of its model queue."""
         returned = await self._requeue(worker_id, model, "gone", now)
         await self.client.srem(keys.RQ_QUEUES, keys.worker_queue(worker_id))
         return returned
 
-    @store_call
+    # Not replayed: a BLMOVE that was done but unanswered moved a job, and a replay would wait
+    # for another. The worker's loop tries again; what its active list holds is the worker's.
+    @store_call(retry=False)
     async def take(self, worker_id: str, timeout_s: float) -> str | None:
         """Block until a job is in the worker's queue and move it to the active list (BLMOVE)."""
         return await self.client.blmove(  # type: ignore[no-any-return]
             keys.worker_queue(worker_id), keys.worker_active(worker_id), timeout_s, "LEFT", "RIGHT"
         )
 
-    @store_call
+    @store_call(retry=False)  # a replay would find the job running and refuse it
     async def start_job(self, worker_id: str, job_id: str, now: float) -> tuple[Any, int, int] | None:
         res = await self.scripts(
             START,
@@ -103,7 +105,7 @@ class Workers(Backend):
         data, timeout_s, attempt = res
         return input_from_data(data), int(timeout_s), int(attempt)
 
-    @store_call
+    @store_call(retry=False)  # a replay would count the run twice in the worker's statistics
     async def finish_job(
         self, *, worker_id: str, model: str, job_id: str, attempt: int, ok: bool, payload: str,
         run_s: float, now: float,

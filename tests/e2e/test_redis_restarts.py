@@ -6,6 +6,7 @@ on the same port disturbs no other test.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +76,25 @@ def test_a_standalone_dispatcher_survives_pubsub_kills_and_a_redis_restart(stack
     wait_for(lambda: valkey.pubsub_channels() >= {"tidal:ev:dispatch", "tidal:ev:done"}, what="subscriptions back")
     run_job(stack)
 
+
+
+def test_no_503_once_redis_is_back(stack: Stack, valkey: Valkey) -> None:
+    """Long polls in flight across a restart, and a burst right after it, all get answers, not 503."""
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=stack.url, timeout=30, limits=limits) as http:
+            ids = [(await http.post("/v1/models/idle/jobs", json={"input": i})).json()["id"] for i in range(3)]
+            # Many concurrent reads, so the API's pool holds many connections that the restart leaves stale.
+            await asyncio.gather(*(http.get(f"/v1/jobs/{ids[i % 3]}") for i in range(48)))
+            await asyncio.sleep(1.2)  # past one appendfsync: the jobs survive the kill
+            polls = [asyncio.create_task(http.get(f"/v1/jobs/{ids[i % 3]}", params={"wait": 6}))
+                     for i in range(24)]
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(valkey.restart)
+            burst = await asyncio.gather(*(http.get(f"/v1/jobs/{ids[i % 3]}") for i in range(48)))
+            return [r.status_code for r in await asyncio.gather(*polls)], [r.status_code for r in burst]
+
+    polls, burst = asyncio.run(scenario())
+    assert polls == [200] * len(polls), f"long polls across the restart: {polls}"
+    assert burst == [200] * len(burst), f"requests once Redis was back: {burst}"

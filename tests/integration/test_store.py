@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from core import keys
-from core.jobs import NewJob
+from core.jobs import CANCELED_ERROR, JobState, NewJob
 from core.store import Store
 
 NOW = 1_700_000_000.0
@@ -252,5 +253,29 @@ def test_deregistering_with_jobs_still_held_gives_them_back(redis_url: str, r: r
                             keys.worker_active("w1"))
         assert not r.sismember(keys.WORKERS, "w1")
         assert not r.sismember(keys.RQ_QUEUES, keys.worker_queue("w1"))
+
+    arun(redis_url, body)
+
+
+def test_calls_the_store_may_send_twice_recognise_their_own_replay(redis_url: str, r: redis.Redis) -> None:
+    """A retried submit or cancel (its first answer lost with a dropped connection) happened once."""
+
+    async def body(store: Store) -> None:
+        job = NewJob(str(uuid.uuid4()), "m", "1", "1", timeout_s=30, ttl_s=3600)
+        for _ in range(2):
+            res = await store.submit(job, max_queue_len=10, idempotency_key="k", now=NOW)
+            assert (res.outcome, res.job_id) == ("ok", job.id)
+        assert r.lrange(keys.model_queue("m"), 0, -1) == [job.id]
+        assert await store.cancel(job.id, NOW + 1) == ("canceled", await store.get(job.id))
+        record = await store.get(job.id)
+        assert record is not None
+        # The same finalize again, as a retry sends it: it reports done, and changes nothing.
+        queued = replace(record, state=JobState.QUEUED, worker=None)
+        assert await store._finalize(queued, holder=keys.model_queue("m"), cancels=None,
+                                     new_state=JobState.CANCELED, error=CANCELED_ERROR, now=NOW + 1)
+        assert await store.get(job.id) == record
+        # Another cancel, at another time, finds the job ended.
+        assert not await store._finalize(queued, holder=keys.model_queue("m"), cancels=None,
+                                         new_state=JobState.CANCELED, error=CANCELED_ERROR, now=NOW + 2)
 
     arun(redis_url, body)
