@@ -161,15 +161,14 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         cfg = settings.models[name]
         load = snap.models[name]
         live = [w for w in snap.workers_of(name) if w.alive]
-        desired = load.scale.get("desired")
         return ModelStatus(
             name=name, version=cfg.version,
             policy=load.policy_override or cfg.policy,
             backlog=load.backlog, in_flight=snap.in_flight(name),
             workers=sum(w.state == WorkerState.READY for w in live),
             workers_draining=sum(w.state == WorkerState.DRAINING for w in live),
-            workers_desired=int(desired) if desired else None,
-            scale_reason=load.scale.get("reason"), max_queue_len=cfg.max_queue_len,
+            workers_desired=load.scale.desired if load.scale else None,
+            scale_reason=load.scale.reason if load.scale else None, max_queue_len=cfg.max_queue_len,
         ).model_dump()
 
     @app.get("/v1/models")

@@ -1,57 +1,102 @@
-"""The autoscaler's lock and its saved state in Redis.
+"""Work under the autoscaler's lease, and the saved state that only a holder may write.
 
-Only the holder of the lock acts, so overlapping cron runs (or a cron run next to a
-long-running loop) never launch or stop the same capacity twice. The state is written only
-while the lock is still ours: a tick that outlived its lock must not overwrite the state of
-the run that took the lock over.
+The lease is short (``lease_ttl_s``) and renewed every third of it while the work runs, so an
+autoscaler killed mid-tick stops the others for at most ``lease_ttl_s``, not for as long as a
+tick may take. The work is cancelled as soon as the lease cannot be vouched for: another
+holder has it, renewals have failed for ``lease_ttl_s``, or the work has run ``max_hold_s``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import secrets
-from typing import Any
-
-import redis.asyncio as aioredis
-import redis.exceptions
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from autoscaler.state import AutoscalerState, from_json, to_json
-from core import keys
-from core.errors import StoreUnavailable
+from core.errors import StoreUnavailable, TidalError
+from core.store import Lease
 
 log = logging.getLogger("tidal.autoscaler")
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_SAVE_IF_HELD = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
-return 1
-"""
+T = TypeVar("T")
 
 
-async def _call(coro: Any) -> Any:
+class LeaseStore(Protocol):
+    async def take_lease(self, ttl_s: float) -> Lease | None: ...
+
+    async def renew_lease(self, lease: Lease) -> bool: ...
+
+    async def release_lease(self, lease: Lease) -> None: ...
+
+    async def load_autoscaler_state(self) -> str | None: ...
+
+    async def save_autoscaler_state(self, lease: Lease, text: str) -> bool: ...
+
+
+class LeaseLost(TidalError):
+    """The work was stopped because the lease could no longer be vouched for."""
+
+
+async def _keep(store: LeaseStore, lease: Lease, work: asyncio.Task[T], max_hold_s: float) -> str:
+    """Renew until the work ends; if the lease cannot be kept, cancel the work and say why."""
+    loop = asyncio.get_running_loop()
+    started = confirmed = loop.time()
+    while True:
+        await asyncio.sleep(lease.ttl_s / 3)
+        if loop.time() - started >= max_hold_s:
+            reason = f"the tick ran longer than lock_ttl_s ({max_hold_s:g}s)"
+            break
+        try:
+            if await store.renew_lease(lease):
+                confirmed = loop.time()
+                continue
+            reason = "another autoscaler holds the lease"
+            break
+        except StoreUnavailable as exc:
+            if loop.time() - confirmed < lease.ttl_s:
+                continue  # still ours for a moment: try again
+            reason = f"the lease could not be renewed for {lease.ttl_s:g}s ({exc})"
+            break
+    work.cancel()
+    return reason
+
+
+async def under_lease(
+    store: LeaseStore, work: Callable[[Lease], Awaitable[T]], *, ttl_s: float, max_hold_s: float
+) -> tuple[bool, T | None]:
+    """``(False, None)`` if another holder has the lease, else ``(True, work's result)``.
+
+    Raises :class:`LeaseLost` if the work was stopped because the lease was lost.
+    """
+    lease = await store.take_lease(ttl_s)
+    if lease is None:
+        return False, None
+    task = asyncio.ensure_future(work(lease))
+    keeper = asyncio.create_task(_keep(store, lease, task, max_hold_s))
     try:
-        return await coro
-    except redis.exceptions.RedisError as exc:
-        raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        try:
+            return True, await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if keeper.done() and not keeper.cancelled() and not (current and current.cancelling()):
+                raise LeaseLost(keeper.result()) from None
+            task.cancel()
+            raise
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(task, return_exceptions=True)
+        try:
+            await store.release_lease(lease)
+        except StoreUnavailable as exc:
+            log.warning("could not release the autoscaler lease (it lapses by itself): %s", exc)
 
 
-async def acquire(client: aioredis.Redis, ttl_s: float) -> str | None:
-    """The lock's token if we took it, ``None`` if another run holds it."""
-    token = secrets.token_hex(8)
-    taken = await _call(client.set(keys.AUTOSCALER_LOCK, token, nx=True, px=int(ttl_s * 1000)))
-    return token if taken else None
-
-
-async def release(client: aioredis.Redis, token: str) -> None:
-    await _call(client.eval(_RELEASE, 1, keys.AUTOSCALER_LOCK, token))
-
-
-async def load(client: aioredis.Redis) -> AutoscalerState:
-    text = await _call(client.get(keys.AUTOSCALER_STATE))
+async def load(store: LeaseStore) -> AutoscalerState:
+    text = await store.load_autoscaler_state()
     if text is None:
         return AutoscalerState.fresh()
     try:
@@ -61,9 +106,6 @@ async def load(client: aioredis.Redis) -> AutoscalerState:
         return AutoscalerState.fresh()
 
 
-async def save(client: aioredis.Redis, token: str, state: AutoscalerState) -> bool:
-    """Write ``state`` if ``token`` still holds the lock; false if the lock was lost."""
-    saved = await _call(
-        client.eval(_SAVE_IF_HELD, 2, keys.AUTOSCALER_LOCK, keys.AUTOSCALER_STATE, token, to_json(state))
-    )
-    return bool(saved)
+async def save(store: LeaseStore, lease: Lease, state: AutoscalerState) -> bool:
+    """Write ``state`` if ``lease`` is still held; false if it was lost."""
+    return await store.save_autoscaler_state(lease, to_json(state))

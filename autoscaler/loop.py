@@ -10,19 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-import redis.exceptions
-from redis.typing import EncodableT, FieldT
-
 from autoscaler import lease
 from autoscaler.act import Actions, apply, plan
 from autoscaler.observe import ModelFleet, measure, read
 from autoscaler.policy import Decision, ScalingConfig, decide
 from autoscaler.provider import Provider
 from autoscaler.state import AutoscalerState, ProviderWithState, forget_old
-from core import keys
 from core.errors import ProviderError, StoreUnavailable
+from core.fleet import ScaleRecord
 from core.settings import Settings
-from core.store import Store
+from core.store import Lease, Store
 
 log = logging.getLogger("tidal.autoscaler")
 
@@ -60,20 +57,14 @@ async def _record(store: Store, report: TickReport, state: AutoscalerState, now:
     """Publish each model's decision for ``GET /v1/models``; losing one is only logged."""
     for model, d in report.decisions.items():
         obs = report.fleets[model].observation()
-        fields: dict[FieldT, EncodableT] = {
-            "desired": str(d.desired),
-            "current": str(obs.workers + obs.booting),
-            "workers": str(obs.workers),
-            "booting": str(obs.booting),
-            "draining": str(obs.draining),
-            "reason": d.reason,
-            "actions": report.actions[model].describe(),
-            "failed_launches": str(state.failed_launches.get(model, 0)),
-            "at": repr(now),
-        }
+        record = ScaleRecord(
+            desired=d.desired, current=obs.workers + obs.booting, workers=obs.workers, booting=obs.booting,
+            draining=obs.draining, reason=d.reason, actions=report.actions[model].describe(),
+            failed_launches=state.failed_launches.get(model, 0), at=now,
+        )
         try:
-            await store.client.hset(keys.model_scale(model), mapping=fields)
-        except redis.exceptions.RedisError as exc:
+            await store.record_scale(model, record)
+        except StoreUnavailable as exc:
             log.warning("%s: could not record scale decision: %s", model, exc)
 
 
@@ -140,34 +131,33 @@ async def tick(
 async def run_once(
     store: Store, provider: Provider, settings: Settings, *, dry_run: bool = False, clock: Clock = time.time
 ) -> TickReport:
-    """One tick under the lock, with state loaded from and saved to Redis.
+    """One tick under the lease, with state loaded from and saved to Redis.
 
-    ``dry_run`` decides from the saved state without taking the lock, acting or saving.
+    ``dry_run`` decides from the saved state without taking the lease, acting or saving.
     """
+    cfg = settings.autoscaler
+
+    async def work(held: Lease) -> TickReport:
+        report, state = await tick(store, provider, settings, await lease.load(store), clock)
+        if report.status == "done" and not await lease.save(store, held, state):
+            log.warning("the lease was lost during the tick; its state was not saved")
+        return report
+
     try:
         if dry_run:
-            report, _ = await tick(store, provider, settings, await lease.load(store.client), clock, act=False)
+            report, _ = await tick(store, provider, settings, await lease.load(store), clock, act=False)
             return report
-        token = await lease.acquire(store.client, settings.autoscaler.lock_ttl_s)
+        held, done = await lease.under_lease(store, work, ttl_s=cfg.lease_ttl_s, max_hold_s=cfg.lock_ttl_s)
     except StoreUnavailable as exc:
         log.warning("tick skipped: %s", exc)
         return TickReport("skipped", str(exc))
-    if token is None:
+    except lease.LeaseLost as exc:
+        log.error("tick stopped: %s", exc)
+        return TickReport("skipped", f"tick stopped: {exc}")
+    if not held or done is None:
         log.info("another autoscaler run holds the lock; nothing to do")
         return TickReport("locked", "another autoscaler run holds the lock")
-    try:
-        report, state = await tick(store, provider, settings, await lease.load(store.client), clock)
-        if report.status == "done" and not await lease.save(store.client, token, state):
-            log.warning("lock expired during the tick (lock_ttl_s too short?); its state was not saved")
-        return report
-    except StoreUnavailable as exc:
-        log.warning("tick cut short: %s", exc)
-        return TickReport("skipped", str(exc))
-    finally:
-        try:
-            await lease.release(store.client, token)
-        except StoreUnavailable as exc:
-            log.warning("could not release the autoscaler lock (it expires by itself): %s", exc)
+    return done
 
 
 async def run_loop(
@@ -190,7 +180,7 @@ async def run_loop(
     while not stop.is_set():
         if dry_run:
             try:
-                dry_state = dry_state or await lease.load(store.client)
+                dry_state = dry_state or await lease.load(store)
                 report, dry_state = await tick(store, provider, settings, dry_state, clock, act=False)
             except StoreUnavailable as exc:
                 report = TickReport("skipped", str(exc))

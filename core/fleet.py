@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -108,12 +108,62 @@ class WorkerView:
         }
 
 
+class ScaleField(StrEnum):
+    """Every field of a model's scale record."""
+
+    DESIRED = "desired"
+    CURRENT = "current"
+    WORKERS = "workers"
+    BOOTING = "booting"
+    DRAINING = "draining"
+    REASON = "reason"
+    ACTIONS = "actions"
+    FAILED_LAUNCHES = "failed_launches"
+    AT = "at"
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleRecord:
+    """The autoscaler's last decision for a model, as ``GET /v1/models`` shows it."""
+
+    desired: int
+    current: int
+    workers: int
+    booting: int
+    draining: int
+    reason: str
+    actions: str
+    failed_launches: int
+    at: float
+
+    def to_hash(self) -> dict[str, str]:
+        return {
+            ScaleField.DESIRED: str(self.desired), ScaleField.CURRENT: str(self.current),
+            ScaleField.WORKERS: str(self.workers), ScaleField.BOOTING: str(self.booting),
+            ScaleField.DRAINING: str(self.draining), ScaleField.REASON: self.reason,
+            ScaleField.ACTIONS: self.actions, ScaleField.FAILED_LAUNCHES: str(self.failed_launches),
+            ScaleField.AT: repr(self.at),
+        }
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> ScaleRecord | None:
+        if not h:
+            return None
+        return cls(
+            desired=int(h.get(ScaleField.DESIRED) or 0), current=int(h.get(ScaleField.CURRENT) or 0),
+            workers=int(h.get(ScaleField.WORKERS) or 0), booting=int(h.get(ScaleField.BOOTING) or 0),
+            draining=int(h.get(ScaleField.DRAINING) or 0), reason=h.get(ScaleField.REASON, ""),
+            actions=h.get(ScaleField.ACTIONS, ""), failed_launches=int(h.get(ScaleField.FAILED_LAUNCHES) or 0),
+            at=float(h.get(ScaleField.AT) or 0.0),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ModelLoad:
     model: str
     backlog: int  # waiting in the model's queues
     policy_override: str | None
-    scale: dict[str, str] = field(default_factory=dict)  # the autoscaler's last decision
+    scale: ScaleRecord | None = None  # the autoscaler's last decision
 
 
 @dataclass(frozen=True, slots=True)

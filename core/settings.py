@@ -160,13 +160,23 @@ class AutoscalerSettings(_Section):
     boot_timeout_s: float = Field(default=600.0, gt=0)
     max_step: int = Field(default=4, ge=1)
     launch_backoff_s: float = Field(default=30.0, ge=0, description="pause for a pool after a failed launch")
-    lock_ttl_s: float = Field(default=120.0, gt=0, description="longest one tick may hold the autoscaler lock")
+    lease_ttl_s: float = Field(
+        default=5.0, gt=0,
+        description="the autoscaler lock's lease: how long a dead holder stops the others; renewed every third of it",
+    )
+    lock_ttl_s: float = Field(default=120.0, gt=0, description="longest one tick may hold the lock; then it is stopped")
     max_read_s: float = Field(
         default=15.0, gt=0, description="a fleet read slower than this is stale and the tick is skipped"
     )
     instances_dir: Path = Field(default=Path(".tidal/instances"), description="local provider records")
     stop_grace_s: float = Field(default=30.0, ge=0, description="local provider: SIGTERM to SIGKILL")
     aws: AwsSettings = AwsSettings()
+
+    @model_validator(mode="after")
+    def _lease(self) -> AutoscalerSettings:
+        if self.lease_ttl_s > self.lock_ttl_s:
+            raise ValueError(f"lease_ttl_s {self.lease_ttl_s} > lock_ttl_s {self.lock_ttl_s}")
+        return self
 
 
 class Settings(BaseSettings):

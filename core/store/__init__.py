@@ -7,6 +7,7 @@ one list and no process dying between two calls can lose it. Redis errors leave 
 
 from __future__ import annotations
 
+from core.store.autoscaler_state import AutoscalerRecords, Lease
 from core.store.connection import connect
 from core.store.dispatch import Dispatch
 from core.store.errors import store_call
@@ -15,10 +16,10 @@ from core.store.fleet import Fleet
 from core.store.jobs import CancelOutcome, Jobs, Submitted
 from core.store.workers import RequeueMode, Workers
 
-__all__ = ["Batch", "CancelOutcome", "EventStream", "RequeueMode", "Store", "Submitted", "connect"]
+__all__ = ["Batch", "CancelOutcome", "EventStream", "Lease", "RequeueMode", "Store", "Submitted", "connect"]
 
 
-class Store(Jobs, Dispatch, Workers, Fleet, Events):
+class Store(Jobs, Dispatch, Workers, Fleet, Events, AutoscalerRecords):
     """Every record's calls on one client. Each role is handed it typed as the narrow part it uses."""
 
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis.exceptions as rex
@@ -53,11 +53,13 @@ async def forget_idle_connections(client: Any) -> None:
 
 def store_call(
     *, retry: bool
-) -> Callable[[Callable[Concatenate[Any, P], Awaitable[T]]], Callable[Concatenate[Any, P], Awaitable[T]]]:
+) -> Callable[[Callable[Concatenate[Any, P], Awaitable[T]]], Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]]:
     """Map errors of a store method (of a class with a ``client``); with ``retry``, send it once more
     after a dropped connection. Every public store method says which, so the choice is visible."""
 
-    def decorate(fn: Callable[Concatenate[Any, P], Awaitable[T]]) -> Callable[Concatenate[Any, P], Awaitable[T]]:
+    def decorate(
+        fn: Callable[Concatenate[Any, P], Awaitable[T]],
+    ) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
         async def call(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
             try:
                 with mapped():

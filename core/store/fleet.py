@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from core import keys
-from core.fleet import FleetSnapshot, ModelLoad, WorkerView
+from core.fleet import FleetSnapshot, ModelLoad, ScaleRecord, WorkerView
 from core.store.backend import Backend
 from core.store.errors import store_call
 
@@ -36,5 +36,5 @@ class Fleet(Backend):
         base = 4 * len(ids)
         for j, m in enumerate(models):
             hi, no, lo, policy, scale = res[base + 5 * j: base + 5 * j + 5]
-            loads[m] = ModelLoad(m, int(hi) + int(no) + int(lo), policy, scale or {})
+            loads[m] = ModelLoad(m, int(hi) + int(no) + int(lo), policy, ScaleRecord.from_hash(scale))
         return FleetSnapshot(workers, loads)

@@ -276,4 +276,45 @@ class RequeueArgs:
 
 REQUEUE = Script("requeue", RequeueKeys, RequeueArgs)
 
-ALL: tuple[Script[Any, Any], ...] = (SUBMIT, FINALIZE, DISPATCH, START, FINISH, REQUEUE)
+# --- autoscaler -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseKeys:
+    lock: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseArgs:
+    token: str
+    ttl_ms: int
+
+
+LEASE = Script("lease", LeaseKeys, LeaseArgs)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseArgs:
+    token: str
+
+
+RELEASE = Script("release", LeaseKeys, ReleaseArgs)
+
+
+@dataclass(frozen=True, slots=True)
+class SaveStateKeys:
+    lock: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaveStateArgs:
+    token: str
+    text: str
+
+
+SAVE_STATE = Script("save_state", SaveStateKeys, SaveStateArgs)
+
+ALL: tuple[Script[Any, Any], ...] = (
+    SUBMIT, FINALIZE, DISPATCH, START, FINISH, REQUEUE, LEASE, RELEASE, SAVE_STATE,
+)

@@ -342,12 +342,12 @@ def test_overlapping_runs_launch_once(r: redis.Redis, redis_url: str) -> None:
 
 def test_lock_lost_mid_tick_does_not_overwrite_state(r: redis.Redis, redis_url: str) -> None:
     async def body(store: Store) -> None:
-        token = await lease.acquire(store.client, 60.0)
-        assert token is not None
+        held = await store.take_lease(60.0)
+        assert held is not None
         r.set(keys.AUTOSCALER_LOCK, "the-next-run")
-        assert not await lease.save(store.client, token, (await lease.load(store.client)))
+        assert not await lease.save(store, held, await lease.load(store))
         assert r.exists(keys.AUTOSCALER_STATE) == 0
-        await lease.release(store.client, token)
+        await store.release_lease(held)
         assert r.get(keys.AUTOSCALER_LOCK) == "the-next-run"
 
     with_store(redis_url, body)
