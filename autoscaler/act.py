@@ -20,7 +20,7 @@ from autoscaler.provider import Provider
 from autoscaler.state import AutoscalerState, Launch
 from core.errors import ProviderError, StoreUnavailable
 from core.fleet import WorkerState
-from core.store import Store
+from core.store import AutoscalerStore
 
 log = logging.getLogger("tidal.autoscaler")
 
@@ -98,7 +98,7 @@ def plan(fleet: ModelFleet, desired: int, now: float, backoff_until: float | Non
     )
 
 
-async def _mark(store: Store, worker_ids: tuple[str, ...], state: WorkerState) -> None:
+async def _mark(store: AutoscalerStore, worker_ids: tuple[str, ...], state: WorkerState) -> None:
     for wid in worker_ids:
         try:
             await store.set_worker_state(wid, state)
@@ -108,7 +108,7 @@ async def _mark(store: Store, worker_ids: tuple[str, ...], state: WorkerState) -
 
 async def apply(
     actions: Actions,
-    store: Store,
+    store: AutoscalerStore,
     provider: Provider,
     state: AutoscalerState,
     now: float,

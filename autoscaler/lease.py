@@ -12,27 +12,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from autoscaler.state import AutoscalerState, from_json, to_json
 from core.errors import StoreUnavailable, TidalError
-from core.store import Lease
+from core.store import Lease, LeaseStore
 
 log = logging.getLogger("tidal.autoscaler")
 
 T = TypeVar("T")
-
-
-class LeaseStore(Protocol):
-    async def take_lease(self, ttl_s: float) -> Lease | None: ...
-
-    async def renew_lease(self, lease: Lease) -> bool: ...
-
-    async def release_lease(self, lease: Lease) -> None: ...
-
-    async def load_autoscaler_state(self) -> str | None: ...
-
-    async def save_autoscaler_state(self, lease: Lease, text: str) -> bool: ...
 
 
 class LeaseLost(TidalError):

@@ -19,7 +19,7 @@ from autoscaler.state import AutoscalerState, ProviderWithState, forget_old
 from core.errors import ProviderError, StoreUnavailable
 from core.fleet import ScaleRecord
 from core.settings import Settings
-from core.store import Lease, Store
+from core.store import AutoscalerStore, Lease
 
 log = logging.getLogger("tidal.autoscaler")
 
@@ -53,7 +53,7 @@ def scaling_configs(settings: Settings) -> dict[str, ScalingConfig]:
     return {m: ScalingConfig.from_settings(settings.autoscaler, ms) for m, ms in settings.models.items()}
 
 
-async def _record(store: Store, report: TickReport, state: AutoscalerState, now: float) -> None:
+async def _record(store: AutoscalerStore, report: TickReport, state: AutoscalerState, now: float) -> None:
     """Publish each model's decision for ``GET /v1/models``; losing one is only logged."""
     for model, d in report.decisions.items():
         obs = report.fleets[model].observation()
@@ -69,7 +69,7 @@ async def _record(store: Store, report: TickReport, state: AutoscalerState, now:
 
 
 async def tick(
-    store: Store,
+    store: AutoscalerStore,
     provider: Provider,
     settings: Settings,
     state: AutoscalerState,
@@ -129,7 +129,7 @@ async def tick(
 
 
 async def run_once(
-    store: Store, provider: Provider, settings: Settings, *, dry_run: bool = False, clock: Clock = time.time
+    store: AutoscalerStore, provider: Provider, settings: Settings, *, dry_run: bool = False, clock: Clock = time.time
 ) -> TickReport:
     """One tick under the lease, with state loaded from and saved to Redis.
 
@@ -161,7 +161,7 @@ async def run_once(
 
 
 async def run_loop(
-    store: Store,
+    store: AutoscalerStore,
     provider: Provider,
     settings: Settings,
     stop: asyncio.Event,

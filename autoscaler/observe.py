@@ -14,7 +14,7 @@ from autoscaler.policy import ModelObservation
 from autoscaler.provider import Instance, Provider
 from autoscaler.state import Launch
 from core.fleet import FleetSnapshot, WorkerState, WorkerView
-from core.store import Store
+from core.store import AutoscalerStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ def measure(
 
 
 async def read(
-    store: Store, provider: Provider, models: Iterable[str]
+    store: AutoscalerStore, provider: Provider, models: Iterable[str]
 ) -> tuple[FleetSnapshot, list[Instance]]:
     """The registry and the provider's instances. Raises ``StoreUnavailable`` or ``ProviderError``."""
     instances = await asyncio.to_thread(provider.list_instances)

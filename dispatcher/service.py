@@ -13,7 +13,7 @@ from core import keys
 from core.errors import StoreUnavailable
 from core.fleet import FleetSnapshot, WorkerState, WorkerView
 from core.settings import POLICY_NAMES, Settings
-from core.store import Store
+from core.store import DispatcherStore
 from dispatcher.policies import NEEDS_SESSION, Candidate, PolicyState, choose
 
 log = logging.getLogger("tidal.dispatcher")
@@ -30,7 +30,7 @@ def candidates(workers: list[WorkerView], bound: Callable[[WorkerView], int]) ->
 class Dispatcher:
     def __init__(
         self,
-        store: Store,
+        store: DispatcherStore,
         settings: Settings,
         *,
         clock: Callable[[], float] = time.time,

@@ -17,7 +17,7 @@ from core.errors import StoreUnavailable
 from core.fleet import WorkerRecord, WorkerState
 from core.jobs import dumps_value
 from core.settings import WorkerSettings
-from core.store import Store
+from core.store import WorkerStore
 from worker.context import JobContext, run_with
 from worker.handler import Handler
 from worker.tracebacks import format_error
@@ -45,15 +45,15 @@ class WorkerIdentity:
         return cls(f"{model}-{uuid.uuid4().hex[:10]}", model, version, weight, slots, socket.gethostname(),
                    instance_id)
 
-    def record(self, now: float) -> dict[str, str]:
+    def record(self, now: float) -> WorkerRecord:
         return WorkerRecord(self.id, self.model, self.version, self.weight, self.slots, self.host, os.getpid(),
-                            self.instance_id, now).to_hash()
+                            self.instance_id, now)
 
 
 class Worker:
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         identity: WorkerIdentity,
         handler: Handler,
         settings: WorkerSettings,

@@ -14,9 +14,13 @@ from core.store.errors import store_call
 from core.store.events import Batch, Events, EventStream
 from core.store.fleet import Fleet
 from core.store.jobs import CancelOutcome, Jobs, Submitted
+from core.store.roles import ApiStore, AutoscalerStore, DispatcherStore, LeaseStore, WorkerStore
 from core.store.workers import RequeueMode, Workers
 
-__all__ = ["Batch", "CancelOutcome", "EventStream", "Lease", "RequeueMode", "Store", "Submitted", "connect"]
+__all__ = [
+    "ApiStore", "AutoscalerStore", "Batch", "CancelOutcome", "DispatcherStore", "EventStream", "Lease", "LeaseStore",
+    "RequeueMode", "Store", "Submitted", "WorkerStore", "connect",
+]
 
 
 class Store(Jobs, Dispatch, Workers, Fleet, Events, AutoscalerRecords):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from core import keys
-from core.fleet import WorkerField, WorkerState
+from core.fleet import WorkerField, WorkerRecord, WorkerState
 from core.jobs import JobField, JobState, input_from_data
 from core.store.backend import Backend
 from core.store.errors import store_call
@@ -26,25 +26,25 @@ RequeueMode = Literal["dead", "drain", "gone"]
 
 class Workers(Backend):
     @store_call(retry=True)
-    async def register_worker(self, info: dict[str, str], ttl_s: float) -> None:
-        wid = info[WorkerField.ID]
+    async def register_worker(self, record: WorkerRecord, ttl_s: float) -> None:
+        wid = record.id
         async with self.client.pipeline(transaction=True) as p:
-            p.hset(keys.worker_info(wid), mapping=info)
+            p.hset(keys.worker_info(wid), mapping=record.to_hash())
             p.set(keys.worker_alive(wid), "1", px=int(ttl_s * 1000))
             p.sadd(keys.WORKERS, wid)
             p.sadd(keys.RQ_QUEUES, keys.worker_queue(wid))
-            p.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, info[WorkerField.MODEL]))
+            p.publish(keys.CH_DISPATCH, keys.dispatch_event(keys.EV_ROOM, record.model))
             await p.execute()
 
     @store_call(retry=True)
-    async def heartbeat(self, worker_id: str, ttl_s: float) -> tuple[str | None, set[str]]:
+    async def heartbeat(self, worker_id: str, ttl_s: float) -> tuple[WorkerState | None, set[str]]:
         """Refresh the heartbeat; returns the worker's state and the running jobs to stop."""
         async with self.client.pipeline(transaction=False) as p:
             p.set(keys.worker_alive(worker_id), "1", px=int(ttl_s * 1000))
             p.hget(keys.worker_info(worker_id), WorkerField.STATE)
             p.smembers(keys.worker_cancels(worker_id))
             _, state, cancels = await p.execute()
-        return state, set(cancels)
+        return (WorkerState(state) if state else None), set(cancels)
 
     @store_call(retry=True)
     async def set_worker_state(self, worker_id: str, state: WorkerState) -> bool:

@@ -19,6 +19,7 @@ from autoscaler.provider import Instance
 from autoscaler.state import from_json
 from core import keys
 from core.errors import ProviderError, ThrottledError
+from core.fleet import WorkerRecord
 from core.settings import AutoscalerSettings, ModelSettings, Settings
 from core.store import Store
 
@@ -53,14 +54,7 @@ def settings(**autoscaler: float) -> Settings:
 async def boot(store: Store, inst: Instance, clock: Clock) -> str:
     """Register the worker that ``inst`` runs, as the worker process does on start."""
     wid = f"w-{inst.id}"
-    await store.register_worker(
-        {
-            "id": wid, "model": inst.pool, "version": "1", "weight": "1", "slots": "1", "host": "test",
-            "pid": "1", "instance_id": inst.id, "state": "ready", "started_at": repr(clock()),
-            "last_job_at": "",
-        },
-        ttl_s=600,
-    )
+    await store.register_worker(WorkerRecord(wid, inst.pool, "1", 1.0, 1, "test", 1, inst.id, clock()), ttl_s=600)
     return wid
 
 

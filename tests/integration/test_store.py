@@ -16,6 +16,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from core import keys
+from core.fleet import WorkerRecord
 from core.jobs import CANCELED_ERROR, JobState, NewJob
 from core.store import Store
 
@@ -43,9 +44,7 @@ async def submit(store: Store, model: str = "m", *, priority: str = "normal", tt
 
 
 async def register(store: Store, wid: str, model: str = "m", slots: int = 1) -> None:
-    await store.register_worker({"id": wid, "model": model, "version": "1", "weight": "1", "slots": str(slots),
-                                 "host": "h", "pid": "1", "instance_id": "", "state": "ready",
-                                 "started_at": str(NOW), "last_job_at": ""}, ttl_s=30)
+    await store.register_worker(WorkerRecord(wid, model, "1", 1.0, slots, "h", 1, "", NOW), ttl_s=30)
 
 
 def test_full_lifecycle_and_rq_sees_it(redis_url: str, r: redis.Redis) -> None:
