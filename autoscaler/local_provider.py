@@ -32,7 +32,7 @@ Command = Callable[[str], list[str]]
 
 
 def worker_command(pool: str) -> list[str]:
-    return [sys.executable, "-m", "core.cli", "worker", "--model", pool]
+    return [sys.executable, "-m", "launcher.cli", "worker", "--model", pool]
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.redis_url:
             env["REDIS_URL"] = args.redis_url
         log = open(Path(tmp) / "up.log", "wb")  # noqa: SIM115 - closed in the finally below
-        up = subprocess.Popen([sys.executable, "-m", "core.cli", "--config", str(config), "--log-level", "WARNING",
+        up = subprocess.Popen([sys.executable, "-m", "launcher.cli", "--config", str(config), "--log-level", "WARNING",
                                "up"], cwd=REPO_ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
         tracker = Tracker(up.pid)

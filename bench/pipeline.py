@@ -137,9 +137,9 @@ def _tidal_side(url: str, kids: Children, plan: Plan, samples: dict[str, list[fl
     config.write_text(CONFIG.format(port=port))
     env = {"REDIS_URL": url, "TIDAL_CONFIG": str(config), "TIDAL_LOG_LEVEL": "WARNING"}
     api_url, bare_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
-    kids.spawn(["-m", "core.cli", "api"], "api", env)
+    kids.spawn(["-m", "launcher.cli", "api"], "api", env)
     kids.spawn(["-m", "bench.bare_api", str(bare_port)], "bare-api")
-    kids.spawn(["-m", "core.cli", "dispatcher"], "dispatcher", env)
+    kids.spawn(["-m", "launcher.cli", "dispatcher"], "dispatcher", env)
     wait_for(lambda: http_up(f"{api_url}/healthz") and http_up(f"{bare_url}/healthz"), 30, "the APIs")
 
     body = {"input": {"x": 1}}
@@ -154,7 +154,7 @@ def _tidal_side(url: str, kids: Children, plan: Plan, samples: dict[str, list[fl
     }
 
     for kind, (model, job_input, _, _) in KINDS.items():
-        procs = [kids.spawn(["-m", "core.cli", "worker", "--model", model], f"worker-{model}", env)
+        procs = [kids.spawn(["-m", "launcher.cli", "worker", "--model", model], f"worker-{model}", env)
                  for _ in range(plan.workers)]
         wait_for(functools.partial(_enough_workers, r, model, plan.workers), 30, f"{model} workers", poll_s=0.1)
         req = {"input": job_input}

@@ -72,7 +72,7 @@ class Stack:
 
     def spawn(self, *args: str, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with open(self.tmp / f"{name}-{len(self.procs)}.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "core.cli", *args], cwd=ROOT,
+            proc = subprocess.Popen([sys.executable, "-m", "launcher.cli", *args], cwd=ROOT,
                                     env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         self.procs.append(proc)
@@ -178,5 +178,5 @@ class Valkey:
 def start_up(config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`tidal --config <config> up`, its output going to ``log`` (a pipe nobody reads would fill up)."""
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "core.cli", "--config", str(config), "up"], cwd=ROOT,
+        return subprocess.Popen([sys.executable, "-m", "launcher.cli", "--config", str(config), "up"], cwd=ROOT,
                                 env=env, stdout=out, stderr=subprocess.STDOUT)

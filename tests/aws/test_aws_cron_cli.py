@@ -51,7 +51,7 @@ max_workers = 2
 
 
 def cron(stack: Stack) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run([sys.executable, "-m", "core.cli", "autoscale", "--once", "--provider", "aws-ec2"],
+    out = subprocess.run([sys.executable, "-m", "launcher.cli", "autoscale", "--once", "--provider", "aws-ec2"],
                          cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     return out

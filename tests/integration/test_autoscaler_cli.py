@@ -35,7 +35,7 @@ def autoscale(tmp_path: Path, redis_url: str, instances: Path, *args: str) -> Do
     )
     env = {**os.environ, "REDIS_URL": redis_url, "TIDAL_CONFIG": str(config), "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", "autoscale", *args],
+        [sys.executable, "-m", "launcher.cli", "autoscale", *args],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )
 
@@ -102,7 +102,7 @@ def test_loop_brings_a_worker_up_for_a_job_and_stops_it_when_idle(
     )
     env = {**os.environ, "REDIS_URL": redis_url, "TIDAL_CONFIG": str(config), "PYTHONPATH": str(REPO)}
     loop = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "autoscale", "--interval-s", "0.2"],
+        [sys.executable, "-m", "launcher.cli", "autoscale", "--interval-s", "0.2"],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -129,7 +129,7 @@ def test_a_dead_process_is_no_longer_listed(records: Path, tmp_path: Path) -> No
 
 
 def test_worker_command_runs_the_tidal_worker() -> None:
-    assert worker_command("echo") == [sys.executable, "-m", "core.cli", "worker", "--model", "echo"]
+    assert worker_command("echo") == [sys.executable, "-m", "launcher.cli", "worker", "--model", "echo"]
 
 
 def test_real_worker_registers_with_its_instance_id_and_drains_on_stop(

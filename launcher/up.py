@@ -49,7 +49,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.print_lock = threading.Lock()
 
-    def add(self, name: str, args: list[str], order: int, module: str = "core.cli") -> Child:
+    def add(self, name: str, args: list[str], order: int, module: str = "launcher.cli") -> Child:
         child = Child(name, [sys.executable, "-m", module, *args], order)
         self.children.append(child)
         return child

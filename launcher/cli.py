@@ -13,7 +13,7 @@ from core.settings import Settings, load_settings
 
 # Subcommand → module with add_arguments(parser) and run(args, settings, redis_url) -> int.
 COMMANDS = {
-    "up": ("core.up", "run the whole stack locally: Redis, API, dispatcher, workers/autoscaler"),
+    "up": ("launcher.up", "run the whole stack locally: Redis, API, dispatcher, workers/autoscaler"),
     "api": ("api.main", "serve the HTTP API"),
     "dispatcher": ("dispatcher.main", "move jobs from model queues to worker queues"),
     "worker": ("worker.main", "run one worker (one per GPU)"),
