@@ -1,0 +1,41 @@
+"""Models: their load and scaling, and switching a model's dispatch policy at run time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import SettingsDep, StoreDep, model_settings
+from api.schemas import ModelStatus, PolicyChange
+from core.fleet import FleetSnapshot, WorkerState
+from core.settings import ModelSettings
+
+router = APIRouter()
+
+
+def model_status(name: str, cfg: ModelSettings, snap: FleetSnapshot) -> dict[str, Any]:
+    load = snap.models[name]
+    live = [w for w in snap.workers_of(name) if w.alive]
+    return ModelStatus(
+        name=name, version=cfg.version,
+        policy=load.policy_override or cfg.policy,
+        backlog=load.backlog, in_flight=snap.in_flight(name),
+        workers=sum(w.state == WorkerState.READY for w in live),
+        workers_draining=sum(w.state == WorkerState.DRAINING for w in live),
+        workers_desired=load.scale.desired if load.scale else None,
+        scale_reason=load.scale.reason if load.scale else None, max_queue_len=cfg.max_queue_len,
+    ).model_dump()
+
+
+@router.get("/v1/models")
+async def list_models(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+    snap = await store.snapshot(settings.models)
+    return {"models": [model_status(m, cfg, snap) for m, cfg in settings.models.items()]}
+
+
+@router.put("/v1/models/{model}/policy")
+async def set_policy(model: str, body: PolicyChange, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+    cfg = model_settings(model, settings)
+    await store.set_policy(model, body.policy)
+    return model_status(model, cfg, await store.snapshot([model]))
