@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 
 import pytest
 import redis
@@ -19,6 +18,7 @@ from autoscaler.loop import run_once
 from core import keys
 from core.settings import ModelSettings, Settings
 from core.store import Lease, Store
+from tests.integration.test_autoscaler_loop import with_store
 from tests.procs import ROOT
 
 # A real autoscaler process whose provider hangs mid-tick, so it holds the lock when it is killed.
@@ -80,17 +80,6 @@ def test_an_autoscaler_killed_holding_the_lock_blocks_the_next_one_for_seconds(r
     statuses = asyncio.run(next_run())
     assert statuses[0] == "locked"  # the dead process's lock is honoured for a moment...
     assert statuses[-1] == "done", f"still locked {len(statuses) * 0.25:.0f}s after the holder died"  # ...not long
-
-
-def with_store(redis_url: str, body: Callable[[Store], Awaitable[None]]) -> None:
-    async def main() -> None:
-        store = Store.from_url(redis_url)
-        try:
-            await body(store)
-        finally:
-            await store.close()
-
-    asyncio.run(main())
 
 
 def test_the_lease_is_renewed_while_the_work_runs(redis_url: str, r: redis.Redis) -> None:

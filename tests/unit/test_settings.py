@@ -59,6 +59,7 @@ def test_file_is_read_and_environment_overrides_it(tmp_path: Path, monkeypatch: 
         ('[models.Bad_Name]\nhandler = "x:Y"', "model name 'Bad_Name'"),
         ('[redis]\nurl = "http://x"', "redis.url: must start with redis://"),
         ("[worker]\nheartbeat_interval_s = 5\nheartbeat_ttl_s = 6", "heartbeat_ttl_s 6.0 must exceed"),
+        ("[autoscaler]\nlock_ttl_s = 3", "autoscaler: lease_ttl_s 5.0 > lock_ttl_s 3.0"),
         ("[api\n", "not valid TOML"),
     ],
 )
