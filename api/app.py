@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from api.deps import ApiContext
 from api.limits import BodyLimit
 from api.routes import health, jobs, models, workers
 from api.waiters import CompletionWaiters
@@ -28,21 +29,22 @@ TITLE, VERSION, DESCRIPTION = "Tidal", "0.1.0", "Serverless-style inference jobs
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the store (unless one was given), listen for finished jobs; undo both on the way out."""
     settings: Settings = app.state.settings
-    own = app.state.store is None
-    if own:
+    store: ApiStore | None = app.state.store
+    own: Store | None = None
+    if store is None:
         if not settings.redis.url:
             raise RuntimeError("the API needs REDIS_URL (or [redis] url); `tidal up` sets it for you")
-        app.state.store = Store.from_url(settings.redis.url, result_ttl_s=settings.api.result_ttl_s)
-    store: ApiStore = app.state.store
-    listener = asyncio.create_task(app.state.waiters.listen(store.done_events()))
+        store = own = Store.from_url(settings.redis.url, result_ttl_s=settings.api.result_ttl_s)
+    ctx = app.state.context = ApiContext(settings, store, CompletionWaiters())
+    listener = asyncio.create_task(ctx.waiters.listen(ctx.store.done_events()))
     try:
         yield
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
-        if own:
-            await app.state.store.close()
-            app.state.store = None
+        app.state.context = None
+        if own is not None:
+            await own.close()
 
 
 async def store_down(request: Request, exc: Exception) -> JSONResponse:
@@ -69,7 +71,7 @@ def create_app(settings: Settings, store: ApiStore | None = None) -> FastAPI:
     app = FastAPI(title=TITLE, version=VERSION, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
-    app.state.waiters = CompletionWaiters()
+    app.state.context = None  # the lifespan makes it
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     app.add_exception_handler(StoreUnavailable, store_down)
     for routes in (jobs, models, workers, health):

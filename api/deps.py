@@ -1,8 +1,9 @@
-"""What endpoints receive through ``Depends``: the store (as the API's narrow interface), the
-settings, the long-poll waiters, and a model's settings (404 for a model ``tidal.toml`` lacks)."""
+"""What endpoints receive through ``Depends``: the API's context (settings, the store as the
+API's narrow interface, the long-poll waiters), built once by the lifespan."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -12,28 +13,25 @@ from core.settings import ModelSettings, Settings
 from core.store import ApiStore
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    settings: Settings
+    store: ApiStore
+    waiters: CompletionWaiters
+
+    def model(self, name: str) -> ModelSettings:
+        """The model's settings; 404 naming the known models if there is no such model."""
+        models = self.settings.models
+        if name not in models:
+            raise HTTPException(404, f"unknown model {name!r}; known: {', '.join(sorted(models))}")
+        return models[name]
 
 
-def get_store(request: Request) -> ApiStore:
-    return request.app.state.store  # type: ignore[no-any-return]
+# One dependency, and a coroutine: each dependency costs FastAPI work on every request, and a
+# plain ``def`` one would also cost a thread hop. Tests may override it
+# (``app.dependency_overrides[get_context]``).
+async def get_context(request: Request) -> ApiContext:
+    return request.app.state.context  # type: ignore[no-any-return]
 
 
-def get_waiters(request: Request) -> CompletionWaiters:
-    return request.app.state.waiters  # type: ignore[no-any-return]
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-StoreDep = Annotated[ApiStore, Depends(get_store)]
-WaitersDep = Annotated[CompletionWaiters, Depends(get_waiters)]
-
-
-def model_settings(model: str, settings: SettingsDep) -> ModelSettings:
-    """The model's settings; 404 naming the known models if there is no such model."""
-    if model not in settings.models:
-        raise HTTPException(404, f"unknown model {model!r}; known: {', '.join(sorted(settings.models))}")
-    return settings.models[model]
-
-
-KnownModel = Annotated[ModelSettings, Depends(model_settings)]
+Context = Annotated[ApiContext, Depends(get_context)]

@@ -7,7 +7,9 @@ is one ``send_packed_command`` of redis-py (a command, a pipeline or a script ca
 credited to the role whose task sent it. Timed work is pushed out of the window (heartbeat
 every 60 s, sweep every 60 s), so what is counted is what each job costs. Server-side commands
 (``INFO commandstats`` deltas, commands inside scripts included) are reported beside them.
-Jobs run one at a time (``sequential``), then ``clients`` at a time (``concurrent``).
+Jobs run one at a time (``sequential``), then ``clients`` at a time (``concurrent``). CPU per
+job is this one process's (every role and the client together), so a change's cost shows
+even on a loaded machine where throughput does not.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ async def _stack(url: str, settings: Settings) -> AsyncIterator[httpx.AsyncClien
 
 
 def _phase(counts: Counts, before: tuple[Counter[str], dict[str, Counter[str]]], server: dict[str, int],
-           jobs: int, ok: int, elapsed_s: float) -> dict[str, Any]:
+           jobs: int, ok: int, elapsed_s: float, cpu_s: float) -> dict[str, Any]:
     trips, commands = counts.snapshot()
     trips.subtract(before[0])
     by_role = {}
@@ -161,7 +163,7 @@ def _phase(counts: Counts, before: tuple[Counter[str], dict[str, Counter[str]]],
             "commands_per_job": {k: round(v / jobs, 3) for k, v in sorted(cmds.items()) if v > 0},
         }
     return {
-        "jobs": jobs, "succeeded": ok, "elapsed_s": elapsed_s,
+        "jobs": jobs, "succeeded": ok, "elapsed_s": elapsed_s, "cpu_ms_per_job": cpu_s * 1000 / jobs,
         "round_trips_per_job": sum(trips[r] for r in ROLES) / jobs,
         "other_round_trips": trips["other"],
         "by_role": by_role,
@@ -178,10 +180,10 @@ async def _measure(url: str, jobs: int, clients: int) -> dict[str, Any]:
             await _load(client, 20, 1)  # warm-up: scripts loaded, connections open
             for name, concurrency in (("sequential", 1), ("concurrent", clients)):
                 before, server = counts.snapshot(), command_calls(raw)
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), time.process_time()
                 ok = await _load(client, jobs, concurrency)
-                elapsed = time.perf_counter() - t0
-                out[name] = _phase(counts, before, calls_between(server, command_calls(raw)), jobs, ok, elapsed)
+                elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+                out[name] = _phase(counts, before, calls_between(server, command_calls(raw)), jobs, ok, elapsed, cpu)
     raw.close()
     return out
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import StoreDep
+from api.deps import Context
 
 router = APIRouter()
 
 
 @router.get("/healthz")
-async def healthz(store: StoreDep) -> dict[str, Any]:
-    await store.ping()
+async def healthz(ctx: Context) -> dict[str, Any]:
+    await ctx.store.ping()
     return {"ok": True}

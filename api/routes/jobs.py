@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import KnownModel, SettingsDep, StoreDep, WaitersDep
+from api.deps import Context
 from api.schemas import Accepted, Job, SubmitRequest
 from api.waiters import CompletionWaiters
 from core.jobs import JobRecord, JobState, NewJob, dumps_value
@@ -93,9 +93,10 @@ def check_wait(wait: float, max_wait_s: float) -> None:
              responses={200: {"description": "replayed: an earlier job with the same Idempotency-Key"},
                         404: {}, 413: {}, 422: {}, 429: {}})
 async def submit(
-    model: str, cfg: KnownModel, request: Request, response: Response, store: StoreDep,
+    model: str, ctx: Context, request: Request, response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
 ) -> dict[str, Any]:
+    cfg, store = ctx.model(model), ctx.store
     body = parse_body(await request.body())
     now = time.time()
     new = NewJob(
@@ -120,18 +121,18 @@ async def submit(
 
 @router.get("/v1/jobs/{job_id}", response_model=Job)
 async def get_job(
-    job_id: str, store: StoreDep, waiters: WaitersDep, settings: SettingsDep,
+    job_id: str, ctx: Context,
     wait: Annotated[float, Query(ge=0, description="long poll: seconds to wait for the job to end")] = 0,
 ) -> dict[str, Any]:
-    check_wait(wait, settings.api.max_wait_s)
+    check_wait(wait, ctx.settings.api.max_wait_s)
     if not wait:
-        return (await read_job(store, job_id)).public()
-    return (await wait_for_end(store, waiters, job_id, wait)).public()
+        return (await read_job(ctx.store, job_id)).public()
+    return (await wait_for_end(ctx.store, ctx.waiters, job_id, wait)).public()
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=Job, responses={404: {}, 409: {}})
-async def cancel_job(job_id: str, store: StoreDep) -> dict[str, Any]:
-    outcome, job = await store.cancel(job_id, time.time())
+async def cancel_job(job_id: str, ctx: Context) -> dict[str, Any]:
+    outcome, job = await ctx.store.cancel(job_id, time.time())
     if outcome == "missing" or job is None:
         raise HTTPException(404, f"no job {job_id!r}")
     if outcome == "terminal":

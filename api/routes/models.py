@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import SettingsDep, StoreDep, model_settings
+from api.deps import Context
 from api.schemas import ModelStatus, PolicyChange
 from core.fleet import FleetSnapshot, WorkerState
 from core.settings import ModelSettings
@@ -29,13 +29,13 @@ def model_status(name: str, cfg: ModelSettings, snap: FleetSnapshot) -> dict[str
 
 
 @router.get("/v1/models")
-async def list_models(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    snap = await store.snapshot(settings.models)
-    return {"models": [model_status(m, cfg, snap) for m, cfg in settings.models.items()]}
+async def list_models(ctx: Context) -> dict[str, Any]:
+    snap = await ctx.store.snapshot(ctx.settings.models)
+    return {"models": [model_status(m, cfg, snap) for m, cfg in ctx.settings.models.items()]}
 
 
 @router.put("/v1/models/{model}/policy")
-async def set_policy(model: str, body: PolicyChange, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    cfg = model_settings(model, settings)
-    await store.set_policy(model, body.policy)
-    return model_status(model, cfg, await store.snapshot([model]))
+async def set_policy(model: str, body: PolicyChange, ctx: Context) -> dict[str, Any]:
+    cfg = ctx.model(model)
+    await ctx.store.set_policy(model, body.policy)
+    return model_status(model, cfg, await ctx.store.snapshot([model]))

@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import SettingsDep, StoreDep
+from api.deps import Context
 
 router = APIRouter()
 
 
 @router.get("/v1/workers")
-async def list_workers(store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
-    snap = await store.snapshot(settings.models)
+async def list_workers(ctx: Context) -> dict[str, Any]:
+    snap = await ctx.store.snapshot(ctx.settings.models)
     return {"workers": [w.public() for w in snap.workers]}

@@ -24,8 +24,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def describe(exc: BaseException) -> str:
-    return f"redis: {type(exc).__name__}: {exc}"
+def translated(exc: rex.RedisError) -> StoreUnavailable:
+    """The one translation: any redis-py error is ``StoreUnavailable``, naming the original (raise it ``from``)."""
+    return StoreUnavailable(f"redis: {type(exc).__name__}: {exc}")
 
 
 @contextlib.contextmanager
@@ -34,7 +35,7 @@ def mapped() -> Iterator[None]:
     try:
         yield
     except rex.RedisError as exc:
-        raise StoreUnavailable(describe(exc)) from exc
+        raise translated(exc) from exc
 
 
 def dropped_connection(exc: BaseException) -> bool:
@@ -61,16 +62,17 @@ def store_call(
         fn: Callable[Concatenate[Any, P], Awaitable[T]],
     ) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
         async def call(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            # try/except rather than mapped(): this runs on every call, and a generator-based
+            # context manager costs more than the rest of the wrapper.
             try:
-                with mapped():
-                    return await fn(self, *args, **kwargs)
-            except StoreUnavailable as exc:
+                return await fn(self, *args, **kwargs)
+            except rex.RedisError as exc:
                 if not dropped_connection(exc):
-                    raise
+                    raise translated(exc) from exc
                 await forget_idle_connections(self.client)
                 if not retry:
-                    raise
-                log.info("%s: connection dropped (%s); sending it again", fn.__name__, exc)
+                    raise translated(exc) from exc
+                log.info("%s: connection dropped (%s); sending it again", fn.__name__, translated(exc))
             with mapped():
                 return await fn(self, *args, **kwargs)
 

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+import redis.exceptions as rex
+
 from core import keys
 from core.errors import StoreUnavailable
 from core.store.backend import Backend
-from core.store.errors import mapped
+from core.store.errors import mapped, translated
 
 log = logging.getLogger("tidal.store")
 
@@ -82,10 +84,9 @@ class EventStream:
                 self._resync = False
                 return Batch(await self._take_queued(), resync=True)
             try:
-                with mapped():
-                    message = await self._pubsub.get_message(timeout=left)
-            except StoreUnavailable as exc:
-                await self._lost(exc)
+                message = await self._pubsub.get_message(timeout=left)
+            except rex.RedisError as exc:  # not mapped(): this runs for every batch
+                await self._lost(translated(exc))
                 continue
             events = [message["data"]] if message is not None and message["type"] == "message" else []
             if events:
@@ -97,12 +98,11 @@ class EventStream:
         """Every message already received, without waiting."""
         events = []
         try:
-            with mapped():
-                while (message := await self._pubsub.get_message(timeout=0)) is not None:
-                    if message["type"] == "message":
-                        events.append(message["data"])
-        except StoreUnavailable as exc:
-            await self._lost(exc)
+            while (message := await self._pubsub.get_message(timeout=0)) is not None:
+                if message["type"] == "message":
+                    events.append(message["data"])
+        except rex.RedisError as exc:
+            await self._lost(translated(exc))
         return events
 
     async def _subscribe(self) -> bool:

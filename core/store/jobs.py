@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import Literal
 
 from core import keys
@@ -42,7 +43,7 @@ class Jobs(Backend):
                 idempotency_ttl_s=job.ttl_s + job.timeout_s + self.result_ttl_s if idempotency_key else 0,
                 expires_at_s=job.expires_at(now), dispatch_channel=keys.CH_DISPATCH,
                 event=keys.dispatch_event(keys.EV_JOB, job.model),
-                fields=tuple(str(x) for kv in job.fields(now).items() for x in kv),
+                fields=tuple(chain.from_iterable(job.fields(now).items())),
             ),
         )
         outcome, value = res[0], res[1]

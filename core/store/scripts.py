@@ -14,6 +14,7 @@ Python's one definition, and a call cannot pass another value.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Generic, TypeVar
@@ -40,13 +41,14 @@ def _lua(name: str) -> str:
 
 
 def _encode(value: object) -> str:
-    if isinstance(value, bool):
-        raise TypeError("a script argument cannot be a bool; pass '1' or '0'")
-    if isinstance(value, float):
+    kind = type(value)  # exact types first: this runs for every argument of every call
+    if kind is str:
+        return value  # type: ignore[return-value]
+    if kind is float:
         return repr(value)  # exact: a timestamp read back must equal the one written
-    if isinstance(value, int | str):
+    if kind is int or isinstance(value, str):  # an int (not a bool), or a StrEnum member
         return str(value)
-    raise TypeError(f"a script argument must be str, int or float, not {type(value).__name__}")
+    raise TypeError(f"a script argument must be str, int or float, not {kind.__name__}")
 
 
 class Script(Generic[K, A]):
@@ -58,6 +60,9 @@ class Script(Generic[K, A]):
         self.key_names = tuple(f.name for f in dataclasses.fields(keys))  # type: ignore[arg-type]
         arg_fields = dataclasses.fields(args)  # type: ignore[arg-type]
         self.arg_names = tuple(f.name for f in arg_fields)
+        # Read in C, in declaration order (attrgetter of one name returns the value, not a tuple).
+        self._keys = operator.attrgetter(*self.key_names, *self.key_names[:1])
+        self._args = operator.attrgetter(*self.arg_names, *self.arg_names[:1])
         self.rest = bool(arg_fields) and bool(arg_fields[-1].metadata.get("rest"))
         if any(f.metadata.get("rest") for f in arg_fields[:-1]):
             raise TypeError(f"{name}: only the last argument may be rest()")
@@ -77,14 +82,15 @@ class Script(Generic[K, A]):
     def keys_of(self, keys: K) -> list[str]:
         if type(keys) is not self.keys_type:
             raise TypeError(f"{self.name} takes {self.keys_type.__name__}, not {type(keys).__name__}")
-        return [getattr(keys, n) for n in self.key_names]
+        return list(self._keys(keys)[:-1])
 
     def args_of(self, args: A) -> list[str]:
         if type(args) is not self.args_type:
             raise TypeError(f"{self.name} takes {self.args_type.__name__}, not {type(args).__name__}")
-        values = [getattr(args, n) for n in self.arg_names]
-        tail: list[object] = list(values.pop()) if self.rest else []
-        return [_encode(v) for v in (*values, *tail)]
+        values = list(self._args(args)[:-1])
+        tail = list(values.pop()) if self.rest else []  # strings already: a rest() is tuple[str, ...]
+        # Most arguments are str: they skip the call.
+        return [v if type(v) is str else _encode(v) for v in values] + tail
 
 
 class Scripts:
