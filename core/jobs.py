@@ -153,6 +153,11 @@ def _f(v: str | None) -> float | None:
     return float(v) if v else None
 
 
+# Lookups by stored value, cheaper than JobState(...) and a scan of PRIORITIES on every read.
+_STATES: Final[dict[str, JobState]] = {s.value: s for s in JobState}
+_PRIORITIES: Final[dict[str, Priority]] = {p: p for p in PRIORITIES}
+
+
 @dataclass(frozen=True, slots=True)
 class JobRecord:
     """A stored job as Tidal reads it. Every attribute but ``id`` is the :class:`JobField` of that name."""
@@ -181,14 +186,13 @@ class JobRecord:
     def from_fields(cls, job_id: str, values: list[str | None]) -> JobRecord:
         """From the values of :data:`VIEW_FIELDS`, in that order (an ``HMGET``)."""
         d = dict(zip(VIEW_FIELDS, values, strict=True))
-        priority = d[JobField.PRIORITY]
         return cls(
             id=job_id,
             model=d[JobField.MODEL] or "",
             version=d[JobField.VERSION] or "",
-            priority=next((p for p in PRIORITIES if p == priority), "normal"),
+            priority=_PRIORITIES.get(d[JobField.PRIORITY] or "", "normal"),
             session=d[JobField.SESSION] or None,
-            state=JobState(d[JobField.STATE] or JobState.QUEUED),
+            state=_STATES[d[JobField.STATE] or JobState.QUEUED],
             attempt=int(d[JobField.ATTEMPT] or 1),
             max_attempts=int(d[JobField.MAX_ATTEMPTS] or 1),
             executions=int(d[JobField.EXECUTIONS] or 0),
