@@ -169,7 +169,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             workers=sum(w.state == "ready" for w in live),
             workers_draining=sum(w.state == "draining" for w in live),
             workers_desired=int(desired) if desired else None,
-            scale_reason=load.scale.get("reason"), max_queue_len=cfg.max_queue_len,
+            scale_reason=load.scale.get("reason"), broken=load.scale.get("broken") or None,
+            max_queue_len=cfg.max_queue_len,
         ).model_dump()
 
     @app.get("/v1/models")

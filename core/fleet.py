@@ -24,6 +24,7 @@ class WorkerView:
     last_job_at: float | None
     ewma_run_s: float | None
     jobs_done: int
+    gpu: str = ""  # the GPU it is pinned to (CUDA_VISIBLE_DEVICES); empty when not pinned
 
     @property
     def outstanding(self) -> int:
@@ -48,12 +49,14 @@ class WorkerView:
             last_job_at=float(h["last_job_at"]) if h.get("last_job_at") else None,
             ewma_run_s=float(h["ewma_run_s"]) if h.get("ewma_run_s") else None,
             jobs_done=int(h.get("jobs_done") or 0),
+            gpu=h.get("gpu", ""),
         )
 
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id, "model": self.model, "version": self.version, "weight": self.weight,
             "slots": self.slots, "host": self.host, "pid": self.pid, "instance_id": self.instance_id or None,
+            "gpu": self.gpu or None,
             "state": self.state if self.alive else "lost", "queued": self.queued, "running": self.running,
             "ewma_run_s": self.ewma_run_s, "jobs_done": self.jobs_done,
         }

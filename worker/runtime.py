@@ -17,6 +17,7 @@ from core.errors import StoreUnavailable
 from core.settings import WorkerSettings
 from core.store import Store, dumps_output
 from worker.context import JobContext, run_with
+from worker.exit_codes import EXIT_WEDGED
 from worker.handler import Handler
 from worker.tracebacks import format_error
 
@@ -24,8 +25,6 @@ log = logging.getLogger("tidal.worker")
 
 # How long one BLMOVE waits, so a draining worker notices within this time.
 _TAKE_BLOCK_S = 1.0
-# Exit status when a handler ignored its timeout: the process must go so the GPU is freed.
-EXIT_WEDGED = 70
 
 
 @dataclass(frozen=True)
@@ -37,17 +36,20 @@ class WorkerIdentity:
     slots: int
     host: str
     instance_id: str
+    gpu: str = ""  # CUDA_VISIBLE_DEVICES of this worker; empty when not pinned
 
     @classmethod
-    def new(cls, model: str, version: str, weight: float, slots: int, instance_id: str) -> WorkerIdentity:
+    def new(cls, model: str, version: str, weight: float, slots: int, instance_id: str, gpu: str = ""
+            ) -> WorkerIdentity:
         return cls(f"{model}-{uuid.uuid4().hex[:10]}", model, version, weight, slots, socket.gethostname(),
-                   instance_id)
+                   instance_id, gpu)
 
     def record(self, now: float) -> dict[str, str]:
         return {
             "id": self.id, "model": self.model, "version": self.version, "weight": repr(self.weight),
             "slots": str(self.slots), "host": self.host, "pid": str(os.getpid()),
-            "instance_id": self.instance_id, "state": "ready", "started_at": repr(now), "last_job_at": "",
+            "instance_id": self.instance_id, "gpu": self.gpu, "state": "ready", "started_at": repr(now),
+            "last_job_at": "",
         }
 
 
