@@ -3,7 +3,9 @@
 
 import asyncio
 import contextlib
+import logging
 import math
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,11 +20,14 @@ from pydantic import ValidationError
 from api.limits import BodyLimit
 from api.schemas import Accepted, Job, ModelStatus, PolicyChange, SubmitRequest
 from api.waiters import CompletionWaiters
+from core import registry
 from core.errors import StoreUnavailable
 from core.fleet import FleetSnapshot
 from core.jobs import JobRecord, NewJob
 from core.settings import Settings
 from core.store import Store, dumps_output
+
+log = logging.getLogger("tidal.api")
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -35,6 +40,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             app.state.store = Store.from_url(settings.redis.url, result_ttl_s=settings.api.result_ttl_s)
         else:
             app.state.store = store
+        try:
+            # Workers with only REDIS_URL read their model's settings from the registry.
+            await registry.publish(app.state.store.redis, settings, source=f"api on {socket.gethostname()}",
+                                   now=time.time())
+        except StoreUnavailable as exc:
+            log.warning("could not publish the models to the registry: %s", exc)
         listener = asyncio.create_task(app.state.waiters.listen(app.state.store.redis))
         try:
             yield

@@ -184,7 +184,7 @@ async def apply(
                 if not was_broken and pool in state.broken:
                     log.error("%s: %s", pool, state.broken[pool].reason)
 
-    if actions.launch:
+    if actions.launch and pool not in state.broken:  # the failures just terminated may have broken it
         token = state.launch_token(pool)
         # The sequence moves on once the call has returned either way; only a crash in between
         # leaves it, so the retry reuses the token and the provider launches once.

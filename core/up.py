@@ -7,6 +7,7 @@ nothing running.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -18,8 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import registry
 from core.embedded import free_port, wait_until_up
 from core.settings import Settings
+from core.store import Store
 
 log = logging.getLogger("tidal.up")
 
@@ -142,6 +145,20 @@ def stop_local_workers(settings: Settings) -> None:
         LocalProvider(settings.autoscaler.instances_dir).stop_all(settings.autoscaler.stop_grace_s)
 
 
+def _publish(settings: Settings, redis_url: str) -> None:
+    """The models to the registry before any worker starts (the API does it too, once it is up)."""
+
+    async def publish() -> None:
+        store = Store.from_url(redis_url)
+        try:
+            for p in await registry.publish(store.redis, settings, source="tidal up", now=time.time()):
+                log.info("model %s: registry revision %d%s", p.name, p.revision, "" if p.changed else " (unchanged)")
+        finally:
+            await store.close()
+
+    asyncio.run(publish())
+
+
 def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if args.config:
@@ -156,6 +173,7 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
         redis_url = f"redis://127.0.0.1:{port}"
         wait_until_up(redis_url)
     env["REDIS_URL"] = redis_url
+    _publish(settings, redis_url)
     sup.add("api", ["api"], order=3)
     sup.add("dispatcher", ["dispatcher"], order=2)
     follower = None

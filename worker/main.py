@@ -19,6 +19,7 @@ from core.errors import ConfigError
 from core.settings import Settings
 from core.store import Store
 from worker.exit_codes import EXIT_CONFIG
+from worker.instance_id import resolve_instance_id
 from worker.model_source import Resolved, report, resolve
 
 log = logging.getLogger("tidal.worker")
@@ -34,14 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slots", type=int, default=None, help="jobs run at once (default: the model's)")
     p.add_argument("--instance-id", default=os.environ.get("TIDAL_INSTANCE_ID", ""),
                    help="cloud instance id; 'auto' asks EC2's metadata service (IMDSv2)")
-
-
-def _instance_id(value: str) -> str:
-    if value != "auto":
-        return value
-    from worker.instance_id import fetch_instance_id
-
-    return fetch_instance_id() or ""
 
 
 def _child_args(args: argparse.Namespace, instance_id: str) -> list[str]:
@@ -60,7 +53,7 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
     if (args.slots is not None and args.slots < 1) or (args.weight is not None and args.weight <= 0):
         log.error("--slots must be >= 1 and --weight > 0")
         return 2
-    instance_id = _instance_id(args.instance_id)
+    instance_id = resolve_instance_id(args.instance_id)
     where = instance_id or socket.gethostname()
     try:
         resolved = asyncio.run(_resolve(args.model, settings, redis_url, where))
