@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "pipeline": "bench.pipeline",
     "dispatcher": "bench.dispatcher",
     "coldstart": "bench.coldstart",
+    "model": "bench.model",
 }
 
 

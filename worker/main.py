@@ -105,6 +105,12 @@ def _serve(args: argparse.Namespace, resolved: Resolved, redis_url: str, instanc
         log.error("%s", exc)
         asyncio.run(_report(redis_url, args.model, where, str(exc), final=True))
         return EXIT_CONFIG
+    except ImportError as exc:
+        # load() needs a package that is not installed (the model's dependencies): no restart helps.
+        log.error("model %s: the handler's load() failed: %s", args.model, exc)
+        asyncio.run(_report(redis_url, args.model, where, f"load() failed: {type(exc).__name__}: {exc}",
+                            final=True))
+        return EXIT_CONFIG
     except Exception as exc:
         # load() failed: perhaps for good (weights missing), perhaps not (GPU still starting).
         # Reported, then exit as a crash so systemd tries again.
