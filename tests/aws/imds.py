@@ -27,21 +27,27 @@ class Instance:
     instance_id: str
     tags: Mapping[str, str]
     spot_action: dict[str, str] | None = None  # e.g. {"action": "terminate", "time": "..."}
-    seen: list[tuple[str, str]] = field(default_factory=list)  # (method, path), for tests to inspect
+    v1_only: bool = False  # an IMDSv1-only service: no token endpoint
+    # (method, path, the TTL header of a PUT or the token header of a GET), for tests to inspect
+    seen: list[tuple[str, str, str | None]] = field(default_factory=list)
 
 
 def _handler(inst: Instance) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_PUT(self) -> None:
-            inst.seen.append(("PUT", self.path))
-            if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+            ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+            inst.seen.append(("PUT", self.path, ttl))
+            if inst.v1_only:
+                self._reply(404, "")
+            elif self.path == "/latest/api/token" and ttl:
                 self._reply(200, TOKEN)
             else:
                 self._reply(400, "")
 
         def do_GET(self) -> None:
-            inst.seen.append(("GET", self.path))
-            if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
+            token = self.headers.get("X-aws-ec2-metadata-token")
+            inst.seen.append(("GET", self.path, token))
+            if token != TOKEN:
                 self._reply(401, "")
                 return
             body = self._lookup(self.path.removeprefix("/latest/meta-data/"))

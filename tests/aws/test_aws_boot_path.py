@@ -179,9 +179,10 @@ def test_boot_path_user_data_boots_workers_that_run_jobs_and_are_drained_when_id
                 }))
 
                 # What the instance did, as EC2 would see it: IMDSv2 only, tags, and the role's keys.
-                assert ("PUT", "/latest/api/token") in vm.seen
-                assert ("GET", "/latest/meta-data/tags/instance/tidal:pool") in vm.seen
-                assert any(path.startswith("/latest/meta-data/iam/security-credentials/") for _, path in vm.seen)
+                asked = {(method, path) for method, path, _ in vm.seen}
+                assert ("PUT", "/latest/api/token") in asked
+                assert ("GET", "/latest/meta-data/tags/instance/tidal:pool") in asked
+                assert any(path.startswith("/latest/meta-data/iam/security-credentials/") for _, path in asked)
 
                 # Idle: the autoscaler drains the instance's workers, then terminates it.
                 def terminated() -> bool:
