@@ -189,7 +189,11 @@ def test_boot_path_user_data_boots_workers_that_run_jobs_and_are_drained_when_id
                     cron(stack)
                     return not managed(ec2, ("pending", "running", "stopping", "stopped"))
 
-                wait_for(terminated, timeout_s=60, what="the idle instance terminated")
+                try:
+                    wait_for(terminated, timeout_s=120, what="the idle instance terminated")
+                except TimeoutError:
+                    models = http.get("/v1/models").json()
+                    raise AssertionError(f"{models}\n{http.get('/v1/workers').json()}\n{sandbox.log()}") from None
                 assert {w["state"] for w in (stack.redis.hgetall(keys.worker_info(w)) for w in workers)} == {
                     "draining"}
                 sandbox.shut_down()  # the terminated instance's systemd stops the unit
