@@ -95,7 +95,7 @@ def plan(
         if all(w.state == "draining" and w.outstanding == 0 and w.id not in undrain for w in workers)
     ]
     if fleet.failed:
-        notes.append(f"{len(fleet.failed)} instance(s) got no worker within the boot timeout")
+        notes.append(f"{len(fleet.failed)} instance(s) got no worker (boot timeout, or the model cannot run there)")
     current += len(undrain)
 
     launch = 0
