@@ -61,8 +61,9 @@ CONFIG = """
 [api]
 port = {port}
 [worker]
+# The defaults' TTL: on a loaded 2-core machine a tighter one can take a slow worker for dead.
 heartbeat_interval_s = 0.5
-heartbeat_ttl_s = 2.0
+heartbeat_ttl_s = 5.0
 [dispatcher]
 tick_s = 0.2
 [autoscaler]
