@@ -185,9 +185,16 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
         for old in settings.autoscaler.instances_dir.glob("*.log"):
             follower.offsets[old] = old.stat().st_size
     elif not args.no_workers:
+        from worker.gpus import choose
+
+        # Pinned like the local provider's workers: each to the next GPU, round robin.
+        gpus = choose(settings.autoscaler.local_gpus)
+        started = 0
         for model, cfg in settings.models.items():
             for i in range(cfg.local_workers):
-                sup.add(f"worker {model}#{i + 1}", ["worker", "--model", model], order=1)
+                pin = ["--gpu", gpus[started % len(gpus)]] if gpus else ["--gpus", "none"]
+                sup.add(f"worker {model}#{i + 1}", ["worker", "--model", model, *pin], order=1)
+                started += 1
 
     def on_signal(signum: int, frame: object) -> None:
         sup.stopping.set()
