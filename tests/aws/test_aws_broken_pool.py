@@ -18,17 +18,12 @@ import redis
 
 from tests.aws.conftest import REGION, TEMPLATE_NAME, Network
 from tests.aws.test_aws_cron_cli import cron, managed
-from tests.procs import ROOT, Stack, wait_for
+from tests.procs import FAST, ROOT, Stack, wait_for
 from worker.exit_codes import EXIT_CONFIG
 
 pytestmark = pytest.mark.timeout(180)
 
-CONFIG = """
-[api]
-port = {port}
-[worker]
-heartbeat_interval_s = 0.2
-heartbeat_ttl_s = 1.0
+CONFIG = FAST + """
 [autoscaler]
 enabled = true
 provider = "aws-ec2"

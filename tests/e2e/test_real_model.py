@@ -13,9 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
-from tests.procs import Stack
+from tests.procs import Stack, api_and_dispatcher
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -40,14 +39,8 @@ timeout_s = 60
 
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
-    redis.Redis.from_url(redis_url).flushdb()
-    s = Stack(redis_url, tmp_path, CONFIG)
-    try:
-        s.api()
-        s.dispatcher()
+    with api_and_dispatcher(redis_url, tmp_path, CONFIG) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def cosine(a: list[float], b: list[float]) -> float:

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from core import keys
-from tests.procs import CONFIG, Stack, wait_for
+from tests.procs import CONFIG, Stack, api_and_dispatcher, wait_for
 from worker.exit_codes import EXIT_CONFIG
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -20,14 +19,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
-    redis.Redis.from_url(redis_url).flushdb()
-    s = Stack(redis_url, tmp_path, CONFIG + '[models.gpu]\nhandler = "tests.handlers:GpuEnv"\nversion = "7b-v2"\n')
-    try:
-        s.api()
-        s.dispatcher()
+    gpu_model = '[models.gpu]\nhandler = "tests.handlers:GpuEnv"\nversion = "7b-v2"\n'
+    with api_and_dispatcher(redis_url, tmp_path, CONFIG + gpu_model) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_worker_registers_its_identity_and_is_pinned_to_its_gpu(stack: Stack) -> None:

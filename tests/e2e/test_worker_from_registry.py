@@ -10,22 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from core import keys
-from tests.procs import ROOT, Stack, wait_for
+from tests.procs import FAST, ROOT, Stack, api_and_dispatcher, wait_for
 from worker.exit_codes import EXIT_CONFIG
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-CONFIG = """
-[api]
-port = {port}
-[worker]
-heartbeat_interval_s = 0.2
-heartbeat_ttl_s = 1.0
-[dispatcher]
-tick_s = 0.2
+CONFIG = FAST + """
 [models.shout]
 handler = "tests.handlers:Shout"
 version = "from-registry"
@@ -35,14 +27,8 @@ options = {{ suffix = "!" }}
 
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path) -> Iterator[Stack]:
-    redis.Redis.from_url(redis_url).flushdb()
-    s = Stack(redis_url, tmp_path, CONFIG)
-    try:
-        s.api()  # publishes its models to the registry as it starts
-        s.dispatcher()
+    with api_and_dispatcher(redis_url, tmp_path, CONFIG) as s:  # the API publishes shout as it starts
         yield s
-    finally:
-        s.stop()
 
 
 def bare_worker(stack: Stack, cwd: Path, *args: str) -> subprocess.Popen[bytes]:
