@@ -197,7 +197,9 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
                 started += 1
 
     def on_signal(signum: int, frame: object) -> None:
-        sup.stopping.set()
+        # From another thread: this (main) thread may hold the Event's lock inside watch()'s
+        # Event.wait() when the signal arrives, and setting it here would then deadlock.
+        threading.Thread(target=sup.stopping.set, daemon=True).start()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)

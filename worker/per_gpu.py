@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,17 +43,21 @@ def _spawn(argv: list[str], gpu: str) -> _Child:
 
 def run_per_gpu(gpus: Sequence[str], child_argv: list[str]) -> int:
     """Run ``child_argv + ["--gpu", id]`` for every GPU until a stop signal; the exit status."""
-    stop = threading.Event()
+    # A plain flag: a handler that set a threading.Event could deadlock on the Event's lock if
+    # the signal arrived while this thread held it inside Event.wait().
+    stopping = False
     status = 0
 
     def on_signal(signum: int, frame: object) -> None:
-        stop.set()
+        nonlocal stopping
+        stopping = True
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     children = [_spawn([*child_argv, "--gpu", g], g) for g in gpus]
     pending: dict[str, float] = {}  # GPU -> when its dead worker may start again
-    while not stop.wait(_POLL_S):
+    while not stopping:
+        time.sleep(_POLL_S)
         now = time.monotonic()
         for i, child in enumerate(children):
             code = child.proc.poll()
@@ -63,7 +66,7 @@ def run_per_gpu(gpus: Sequence[str], child_argv: list[str]) -> int:
             if code == EXIT_CONFIG:
                 log.error("worker for GPU %s cannot run this model (exit %d); stopping all", child.gpu, code)
                 status = code
-                stop.set()
+                stopping = True
                 break
             if child.gpu not in pending:
                 wait_s = max(0.0, _RESTART_BACKOFF_S - (now - child.started))
