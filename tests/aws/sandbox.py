@@ -184,7 +184,10 @@ class Sandbox:
         pid_file = self.state / f"{unit}.pid"
         if not pid_file.exists():
             return
-        subprocess.run([str(self.bin / "systemctl"), "stop", unit], timeout=timeout_s, check=False)
+        try:
+            subprocess.run([str(self.bin / "systemctl"), "stop", unit], timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{unit} did not stop within {timeout_s:g}s\n{self.log()}") from None
 
     def kill(self, unit: str = "tidal-worker.service") -> None:
         """Teardown: whatever is left of the unit (the worker parent starts its children in their own

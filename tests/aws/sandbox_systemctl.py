@@ -137,6 +137,16 @@ def start(state: Path, name: str) -> None:
     os._exit(Supervisor(state, name, unit).run())
 
 
+def _gone(pid: int) -> bool:
+    """Exited. The supervisor is an orphan (the ``systemctl`` that forked it has exited), so once it
+    exits it may stay a zombie until the machine's init gets round to reaping it: that is gone too."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(")") + 2] in "ZX"
+
+
 def stop(state: Path, name: str) -> None:
     pid_file = state / f"{name}.pid"
     if not pid_file.exists():
@@ -146,11 +156,7 @@ def stop(state: Path, name: str) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
+    while not _gone(pid):
         time.sleep(0.05)
 
 
