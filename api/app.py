@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,11 +21,14 @@ from api.deps import ApiContext
 from api.limits import BodyLimit
 from api.routes import health, jobs, models, workers
 from api.waiters import CompletionWaiters
+from core import registry
 from core.errors import StoreUnavailable
 from core.settings import Settings
 from core.store import ApiStore, Store
 
 TITLE, VERSION, DESCRIPTION = "Tidal", "0.1.0", "Serverless-style inference jobs on your own GPUs."
+
+log = logging.getLogger("tidal.api")
 
 
 @contextlib.asynccontextmanager
@@ -35,6 +41,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.redis.url:
             raise RuntimeError("the API needs REDIS_URL (or [redis] url); `tidal up` sets it for you")
         store = own = Store.from_url(settings.redis.url, result_ttl_s=settings.api.result_ttl_s)
+    try:
+        # Workers with only REDIS_URL read their model's settings from the registry.
+        await store.publish_models(registry.specs(settings), source=f"api on {socket.gethostname()}", now=time.time())
+    except StoreUnavailable as exc:
+        log.warning("could not publish the models to the registry: %s", exc)
     ctx = app.state.context = ApiContext(settings, store, CompletionWaiters())
     listener = asyncio.create_task(ctx.waiters.listen(ctx.store.done_events()))
     try:

@@ -72,4 +72,7 @@ class ModelStatus(BaseModel):
     workers_draining: int
     workers_desired: int | None
     scale_reason: str | None
+    broken: str | None = Field(
+        default=None, description="why the autoscaler stopped launching this model's instances, if it did"
+    )
     max_queue_len: int

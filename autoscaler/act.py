@@ -15,11 +15,12 @@ import asyncio
 import logging
 from dataclasses import dataclass, replace
 
+from autoscaler import health
 from autoscaler.observe import ModelFleet
 from autoscaler.provider import Provider
-from autoscaler.state import AutoscalerState, Launch
+from autoscaler.state import AutoscalerState, Broken, Launch
 from core.errors import ProviderError, StoreUnavailable
-from core.fleet import WorkerState
+from core.fleet import WorkerState, WorkerView
 from core.store import AutoscalerStore
 
 log = logging.getLogger("tidal.autoscaler")
@@ -28,12 +29,13 @@ log = logging.getLogger("tidal.autoscaler")
 @dataclass(frozen=True, slots=True)
 class Actions:
     model: str
-    launch: int = 0
+    launch: int = 0  # workers to launch instances for
     drain: tuple[str, ...] = ()  # worker ids
     undrain: tuple[str, ...] = ()  # draining worker ids put back to work instead of a cold start
     terminate: tuple[str, ...] = ()  # instance ids, failed launches included
     failed: tuple[str, ...] = ()  # instances terminated because no worker came up on them
     notes: tuple[str, ...] = ()
+    boot_error: str | None = None  # the newest reason a worker gave for not starting
 
     def describe(self) -> str:
         parts = []
@@ -49,29 +51,57 @@ class Actions:
         return "; ".join(parts) or "nothing to do"
 
 
-def _idle_longest_first(fleet: ModelFleet) -> list[str]:
-    idle = [w for w in fleet.ready if w.outstanding == 0 and w.instance_id in fleet.managed]
-    idle.sort(key=lambda w: (w.last_job_at if w.last_job_at is not None else w.started_at, w.id))
-    return [w.id for w in idle]
+def _instances(fleet: ModelFleet) -> dict[str, list[WorkerView]]:
+    """The live workers of each instance the provider runs for this model."""
+    out: dict[str, list[WorkerView]] = {}
+    for w in (*fleet.ready, *fleet.draining):
+        if w.instance_id in fleet.managed:
+            out.setdefault(w.instance_id, []).append(w)
+    return out
 
 
-def plan(fleet: ModelFleet, desired: int, now: float, backoff_until: float | None = None) -> Actions:
+def _idle_instances_longest_first(fleet: ModelFleet, undrain: list[str]) -> list[list[WorkerView]]:
+    """Instances whose workers are all ready and idle, the one idle longest first.
+
+    An instance is stopped whole (its GPUs are paid for whole), so only an instance with no
+    work at all is a candidate.
+    """
+    idle = []
+    for workers in _instances(fleet).values():
+        if all(w.state == WorkerState.READY and w.outstanding == 0 and w.id not in undrain for w in workers):
+            last = max(w.last_job_at if w.last_job_at is not None else w.started_at for w in workers)
+            idle.append((last, min(w.id for w in workers), workers))
+    idle.sort(key=lambda t: (t[0], t[1]))
+    return [workers for _, _, workers in idle]
+
+
+def plan(
+    fleet: ModelFleet,
+    desired: int,
+    now: float,
+    backoff_until: float | None = None,
+    broken: Broken | None = None,
+) -> Actions:
+    """Actions that move the fleet toward ``desired`` workers; instances are stopped whole."""
     notes: list[str] = []
-    current = len(fleet.ready) + len(fleet.booting)
+    current = len(fleet.ready) + sum(b.capacity for b in fleet.booting)
     # A worker still draining has its model loaded: putting it back to work beats a cold start.
     undrain = [w.id for w in fleet.draining if w.instance_id in fleet.managed][: max(0, desired - current)]
+    # An instance goes once every worker on it is draining and holds no job.
     drained = [
-        w.instance_id
-        for w in fleet.draining
-        if w.outstanding == 0 and w.instance_id in fleet.managed and w.id not in undrain
+        iid
+        for iid, workers in _instances(fleet).items()
+        if all(w.state == WorkerState.DRAINING and w.outstanding == 0 and w.id not in undrain for w in workers)
     ]
     if fleet.failed:
-        notes.append(f"{len(fleet.failed)} instance(s) got no worker within the boot timeout")
+        notes.append(f"{len(fleet.failed)} instance(s) got no worker (boot timeout, or the model cannot run there)")
     current += len(undrain)
 
     launch = 0
     if desired > current:
-        if backoff_until is not None and now < backoff_until:
+        if broken is not None:
+            notes.append(f"pool broken: {broken.reason}")
+        elif backoff_until is not None and now < backoff_until:
             notes.append(f"launches paused {backoff_until - now:.0f}s after a failed launch")
         else:
             launch = desired - current
@@ -81,11 +111,16 @@ def plan(fleet: ModelFleet, desired: int, now: float, backoff_until: float | Non
     excess = current - desired
     if excess > 0:
         # Booting instances go first (newest first): they hold no work and cost the least to lose.
-        cancel = [b.instance_id for b in reversed(fleet.booting)][:excess]
-        drain = _idle_longest_first(fleet)[: excess - len(cancel)]
-        short = excess - len(cancel) - len(drain)
-        if short:
-            notes.append(f"{short} more to remove when workers go idle")
+        for b in reversed(fleet.booting):
+            if b.capacity <= excess:
+                cancel.append(b.instance_id)
+                excess -= b.capacity
+        for workers in _idle_instances_longest_first(fleet, undrain):
+            if len(workers) <= excess:
+                drain.extend(w.id for w in sorted(workers, key=lambda w: w.id))
+                excess -= len(workers)
+        if excess:
+            notes.append(f"{excess} more to remove when workers go idle")
 
     return Actions(
         model=fleet.model,
@@ -95,6 +130,7 @@ def plan(fleet: ModelFleet, desired: int, now: float, backoff_until: float | Non
         terminate=(*fleet.failed, *cancel, *drained),
         failed=fleet.failed,
         notes=tuple(notes),
+        boot_error=fleet.last_boot_error,
     )
 
 
@@ -113,8 +149,14 @@ async def apply(
     state: AutoscalerState,
     now: float,
     launch_backoff_s: float,
+    *,
+    digest: str | None = None,
+    max_failed_boots: int = 3,
 ) -> AutoscalerState:
-    """Carry out ``actions``; a failed call is logged and retried by a later tick's reconcile."""
+    """Carry out ``actions``; a failed call is logged and retried by a later tick's reconcile.
+
+    ``digest`` is the model's published spec digest, recorded if its failed boots break the pool.
+    """
     pool = actions.model
     await _mark(store, actions.undrain, WorkerState.READY)
     if actions.undrain:
@@ -134,8 +176,14 @@ async def apply(
                 failed[pool] = failed.get(pool, 0) + len(actions.failed)
                 log.warning("%s: failed launch(es) terminated: %s", pool, ", ".join(actions.failed))
             state = replace(state, stopped=stopped, launching=launching, failed_launches=failed)
+            if actions.failed:
+                was_broken = pool in state.broken
+                state = health.failed(state, pool, len(actions.failed), digest=digest,
+                                      last_error=actions.boot_error, limit=max_failed_boots)
+                if not was_broken and pool in state.broken:
+                    log.error("%s: %s", pool, state.broken[pool].reason)
 
-    if actions.launch:
+    if actions.launch and pool not in state.broken:  # the failures just terminated may have broken it
         token = state.launch_token(pool)
         # The sequence moves on once the call has returned either way; only a crash in between
         # leaves it, so the retry reuses the token and the provider launches once.
@@ -148,7 +196,7 @@ async def apply(
             backoff = dict(state.backoff_until) | {pool: now + launch_backoff_s}
             state = replace(state, launch_seq=seq, failed_launches=failed, backoff_until=backoff)
         else:
-            launching = dict(state.launching) | {i.id: Launch(pool, i.launched_at) for i in started}
+            launching = dict(state.launching) | {i.id: Launch(pool, i.launched_at, i.capacity) for i in started}
             log.info("%s: launched %s", pool, ", ".join(i.id for i in started))
             state = replace(state, launch_seq=seq, launching=launching)
     return state

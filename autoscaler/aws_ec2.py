@@ -1,4 +1,4 @@
-"""The aws-ec2 provider: one EC2 instance per worker, launched from a launch template.
+"""The aws-ec2 provider: EC2 instances launched from a launch template, one worker per GPU on each.
 
 Instances are found again only by their tags (``tidal:managed=true``, ``tidal:pool``), so a
 fresh autoscaler process (one per cron tick) needs no memory of what it launched. The one
@@ -19,6 +19,7 @@ from typing import Any, Final, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from autoscaler.aws_errors import NOT_FOUND_CODES, error_code, translate
+from autoscaler.aws_instance_types import InstanceTypes
 from autoscaler.aws_launch_spec import LaunchSpec, resolve
 from autoscaler.aws_retry import Backoff
 from autoscaler.provider import Instance, InstanceState
@@ -53,6 +54,10 @@ class Ec2Client(Protocol):
     def describe_instances(self, **kwargs: Any) -> dict[str, Any]: ...
 
     def terminate_instances(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    def describe_instance_types(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    def describe_launch_template_versions(self, **kwargs: Any) -> dict[str, Any]: ...
 
 
 def make_ec2_client(aws: AwsSettings) -> Ec2Client:
@@ -102,6 +107,7 @@ class AwsEc2Provider:
             cap_s=aws.backoff_cap_s,
             rand=rand,
         )
+        self._types = InstanceTypes(ec2, self._backoff.call)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AwsEc2Provider:
@@ -128,16 +134,23 @@ class AwsEc2Provider:
         ]
         if pool is not None:
             filters.append({"Name": f"tag:{TAG_POOL}", "Values": [pool]})
-        return [_instance(d) for d in self._describe(filters)]
+        return self._instances(list(self._describe(filters)))
 
-    def launch(self, pool: str, count: int, token: str) -> list[Instance]:
-        """Start ``count`` instances on the first (instance type, subnet) that has room for all.
+    def _instances(self, described: list[dict[str, Any]], pool: str | None = None) -> list[Instance]:
+        self._types.learn(d.get("InstanceType") for d in described)
+        return [_instance(d, self._types.workers(d.get("InstanceType")), pool) for d in described]
+
+    def launch(self, pool: str, workers: int, token: str) -> list[Instance]:
+        """Start instances for ``workers`` workers on the first (instance type, subnet) with room for all.
+
+        Each instance runs one worker per GPU of its type, so the count is worked out per
+        offering: 3 workers are 3 ``g5.xlarge`` (1 GPU) or 1 ``g5.12xlarge`` (4 GPUs).
 
         All-or-nothing per offering (MinCount = MaxCount): one launch is one ClientToken, and
         a partial reservation could not be topped up under the same token. The autoscaler's
         steps are small, and it asks again next tick for whatever is still missing.
         """
-        if count <= 0:
+        if workers <= 0:
             return []
         if not 0 < len(token) <= 256:
             raise ValueError("launch token must be 1 to 256 characters (an EC2 tag value)")
@@ -155,6 +168,7 @@ class AwsEc2Provider:
                     f"skipped until {until:.0f}"
                 )
                 continue
+            count = -(-workers // self._workers_on(instance_type, spec))
             try:
                 return self._run(spec, pool, token, instance_type, subnet, count)
             except CapacityError as exc:
@@ -166,6 +180,12 @@ class AwsEc2Provider:
             instance_type=last.instance_type if last else None,
             subnet=last.subnet if last else None,
         )
+
+    def _workers_on(self, instance_type: str | None, spec: LaunchSpec) -> int:
+        """Workers one instance of ``instance_type`` (None: the launch template's) runs."""
+        chosen = instance_type or self._types.template_type(spec.template)
+        self._types.learn([chosen])
+        return self._types.workers(chosen)
 
     def terminate(self, instance_ids: Sequence[str]) -> None:
         wanted = list(dict.fromkeys(instance_ids))
@@ -213,7 +233,7 @@ class AwsEc2Provider:
         )
         if not found:
             return None
-        return [i for i in map(_instance, found) if i.state != "terminated"]
+        return [i for i in self._instances(found) if i.state != "terminated"]
 
     def _run(
         self,
@@ -251,7 +271,7 @@ class AwsEc2Provider:
             reply = self._backoff.call("RunInstances", lambda: self._ec2.run_instances(**params))
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "RunInstances", instance_type=instance_type, subnet=subnet) from exc
-        return [_instance(d, pool=pool) for d in reply.get("Instances", [])]
+        return self._instances(reply.get("Instances", []), pool)
 
     def _describe(self, filters: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Every instance matching ``filters``, following pagination."""
@@ -273,7 +293,7 @@ class AwsEc2Provider:
                 return
 
 
-def _instance(d: Mapping[str, Any], pool: str | None = None) -> Instance:
+def _instance(d: Mapping[str, Any], capacity: int, pool: str | None = None) -> Instance:
     tags = {t["Key"]: t["Value"] for t in d.get("Tags", [])}
     return Instance(
         id=d["InstanceId"],
@@ -282,4 +302,5 @@ def _instance(d: Mapping[str, Any], pool: str | None = None) -> Instance:
         launched_at=d["LaunchTime"].timestamp(),
         instance_type=d.get("InstanceType"),
         subnet=d.get("SubnetId"),
+        capacity=capacity,
     )

@@ -24,15 +24,18 @@ class FakeProvider:
         list_lag_s: float = 0.0,
         capacity: int | None = None,
         instance_type: str = "fake.small",
+        per_instance: int = 1,
     ) -> None:
         """``list_lag_s``: how long a launched instance stays missing from ``list_instances``.
 
         ``capacity``: most instances alive at once; a launch beyond it raises ``CapacityError``.
+        ``per_instance``: workers (GPUs) each instance runs.
         """
         self.clock = clock
         self.list_lag_s = list_lag_s
         self.capacity = capacity
         self.instance_type = instance_type
+        self.per_instance = per_instance
         self.instances: dict[str, Instance] = {}
         self.by_token: dict[str, list[str]] = {}
         self.launch_calls: list[tuple[str, int, str]] = []
@@ -56,8 +59,9 @@ class FakeProvider:
         now = self.clock()
         return [i for i in self.alive(pool) if now - i.launched_at >= self.list_lag_s]
 
-    def launch(self, pool: str, count: int, token: str) -> list[Instance]:
-        self.launch_calls.append((pool, count, token))
+    def launch(self, pool: str, workers: int, token: str) -> list[Instance]:
+        self.launch_calls.append((pool, workers, token))
+        count = -(-workers // self.per_instance)
         if token in self.by_token:
             return [self.instances[i] for i in self.by_token[token]]
         self._maybe_fail("launch")
@@ -69,7 +73,8 @@ class FakeProvider:
             )
         now = self.clock()
         started = [
-            Instance(f"i-{next(self._ids):04d}", pool, "running", now, self.instance_type, "fake-subnet")
+            Instance(f"i-{next(self._ids):04d}", pool, "running", now, self.instance_type, "fake-subnet",
+                     self.per_instance)
             for _ in range(count)
         ]
         for inst in started:

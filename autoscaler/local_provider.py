@@ -5,6 +5,9 @@ started, and never the autoscaler), recorded in ``<records_dir>/<id>.json``. The
 are the provider's memory: a later ``tidal autoscale --once`` run lists, and stops, what an
 earlier one started. An instance is listed while its process is alive.
 
+Where the machine has GPUs, each worker is pinned to one with ``CUDA_VISIBLE_DEVICES`` and no
+two live workers share one; with every GPU taken, a launch fails for capacity.
+
 Stopping sends SIGTERM (the worker finishes its jobs and deregisters) and, if the process is
 still there ``stop_grace_s`` later, SIGKILL; the grace is enforced by later calls rather
 than by blocking, so one slow worker never stalls an autoscaler tick.
@@ -25,7 +28,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from autoscaler.provider import Instance, InstanceState
-from core.errors import ProviderError
+from core.errors import CapacityError, ProviderError
 from core.procfs import start_time, stat_fields
 
 Command = Callable[[str], list[str]]
@@ -45,6 +48,7 @@ class ProcessRecord:
     # The kernel's start time of the process, so a recycled pid is not taken for our worker.
     proc_start: str | None
     stop_requested_at: float | None = None
+    gpu: str | None = None  # CUDA_VISIBLE_DEVICES it was started with; None: not pinned
 
 
 def _reap(pid: int) -> None:
@@ -64,13 +68,18 @@ class LocalProvider:
         env: Mapping[str, str] | None = None,
         stop_grace_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        gpus: Sequence[str] = (),
     ) -> None:
-        """``env`` is added to this process's environment for every worker (e.g. ``REDIS_URL``)."""
+        """``env`` is added to this process's environment for every worker (e.g. ``REDIS_URL``).
+
+        ``gpus``: ``CUDA_VISIBLE_DEVICES`` values to pin workers to, one worker each; empty: no pinning.
+        """
         self.records_dir = Path(records_dir)
         self.command = command
         self.env = dict(env or {})
         self.stop_grace_s = stop_grace_s
         self.clock = clock
+        self.gpus = list(gpus)
 
     # --- records -----------------------------------------------------------------------
 
@@ -134,23 +143,41 @@ class LocalProvider:
                 out.append(self._instance(rec))
         return out
 
-    def launch(self, pool: str, count: int, token: str) -> list[Instance]:
+    def launch(self, pool: str, workers: int, token: str) -> list[Instance]:
         earlier = [r for r in self._records() if r.token == token]
         if earlier:
             return [self._instance(r) for r in earlier]
+        gpus = self._free_gpus(workers)
         try:
             self.records_dir.mkdir(parents=True, exist_ok=True)
-            return [self._instance(self._spawn(pool, token)) for _ in range(count)]
+            return [self._instance(self._spawn(pool, token, gpu)) for gpu in gpus]
         except OSError as exc:
             raise ProviderError(f"cannot start a worker process for {pool}: {exc}") from exc
 
-    def _spawn(self, pool: str, token: str) -> ProcessRecord:
+    def _free_gpus(self, count: int) -> list[str | None]:
+        """A GPU no live worker holds for each of ``count`` workers; ``None`` each without GPUs."""
+        if not self.gpus:
+            return [None] * count
+        held = {r.gpu for r in self._records() if self._alive(r)}
+        free = [g for g in self.gpus if g not in held]
+        if len(free) < count:
+            raise CapacityError(
+                f"{count} more worker(s) wanted, {len(free)} of this machine's {len(self.gpus)} GPU(s) free "
+                "(one worker per GPU)",
+                instance_type="process",
+            )
+        return list(free[:count])
+
+    def _spawn(self, pool: str, token: str, gpu: str | None) -> ProcessRecord:
         instance_id = f"local-{secrets.token_hex(4)}"
         argv = self.command(pool)
         exe = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0])
         if exe is None:
             raise ProviderError(f"worker command not found: {argv[0]}")
         env = {**os.environ, **self.env, "TIDAL_INSTANCE_ID": instance_id}
+        if gpu is not None:
+            # This process is the one worker on that GPU: it must not start one per GPU itself.
+            env |= {"CUDA_VISIBLE_DEVICES": gpu, "TIDAL_GPUS": "none"}
         log_path = self.records_dir / f"{instance_id}.log"
         pid = os.posix_spawn(
             exe,
@@ -163,7 +190,7 @@ class LocalProvider:
             ],
             setsid=True,
         )
-        rec = ProcessRecord(instance_id, pool, pid, token, self.clock(), start_time(pid))
+        rec = ProcessRecord(instance_id, pool, pid, token, self.clock(), start_time(pid), gpu=gpu)
         self._write(rec)
         return rec
 

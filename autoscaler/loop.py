@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from autoscaler import lease
+from autoscaler import health, lease
 from autoscaler.act import Actions, apply, plan
 from autoscaler.observe import ModelFleet, measure, read
 from autoscaler.policy import Decision, ScalingConfig, decide
@@ -57,10 +57,12 @@ async def _record(store: AutoscalerStore, report: TickReport, state: AutoscalerS
     """Publish each model's decision for ``GET /v1/models``; losing one is only logged."""
     for model, d in report.decisions.items():
         obs = report.fleets[model].observation()
+        broken = state.broken.get(model)
         record = ScaleRecord(
             desired=d.desired, current=obs.workers + obs.booting, workers=obs.workers, booting=obs.booting,
-            draining=obs.draining, reason=d.reason, actions=report.actions[model].describe(),
-            failed_launches=state.failed_launches.get(model, 0), at=now,
+            draining=obs.draining, reason=f"pool broken: {broken.reason}; {d.reason}" if broken else d.reason,
+            actions=report.actions[model].describe(), failed_launches=state.failed_launches.get(model, 0), at=now,
+            broken=broken.reason if broken else "",
         )
         try:
             await store.record_scale(model, record)
@@ -88,7 +90,7 @@ async def tick(
         provider.import_state(state.provider)
     started = clock()
     try:
-        snapshot, instances = await read(store, provider, models)
+        observed = await read(store, provider, models)
     except (StoreUnavailable, ProviderError) as exc:
         log.warning("tick skipped, fleet unreadable: %s", exc)
         return TickReport("skipped", f"fleet unreadable: {exc}"), state
@@ -102,22 +104,30 @@ async def tick(
     # that it is terminated as a failed launch rather than forgotten.
     state = forget_old(state, now, 2 * cfg.boot_timeout_s)
     fleets = measure(
-        snapshot,
-        instances,
+        observed.snapshot,
+        observed.instances,
         {m: ms.slots for m, ms in settings.models.items()},
         state.launching,
         state.stopped,
         cfg.boot_timeout_s,
         now,
+        boot_errors=observed.boot_errors,
     )
+    for m, fleet in fleets.items():
+        state = health.resume_if_changed(state, m, observed.digests.get(m))
+        state = health.registered(state, m, fleet.registered)
     observations = {m: f.observation() for m, f in fleets.items()}
     decisions, policy_state = decide(observations, scaling_configs(settings), state.policy, now)
     state = replace(state, policy=policy_state)
-    actions = {m: plan(fleets[m], d.desired, now, state.backoff_until.get(m)) for m, d in decisions.items()}
+    actions = {
+        m: plan(fleets[m], d.desired, now, state.backoff_until.get(m), state.broken.get(m))
+        for m, d in decisions.items()
+    }
     report = TickReport("done", decisions=decisions, actions=actions, fleets=fleets)
     if act:
         for model in sorted(actions):
-            state = await apply(actions[model], store, provider, state, now, cfg.launch_backoff_s)
+            state = await apply(actions[model], store, provider, state, now, cfg.launch_backoff_s,
+                                digest=observed.digests.get(model), max_failed_boots=cfg.max_failed_boots)
         if isinstance(provider, ProviderWithState):
             state = replace(state, provider=provider.export_state())
         await _record(store, report, state, now)

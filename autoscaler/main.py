@@ -34,10 +34,13 @@ def make_provider(name: str, settings: Settings, redis_url: str) -> Provider:
         from autoscaler.aws_ec2 import AwsEc2Provider
 
         return AwsEc2Provider.from_settings(settings)
+    from core.gpus import choose
+
     return LocalProvider(
         settings.autoscaler.instances_dir,
         env={"REDIS_URL": redis_url},
         stop_grace_s=settings.autoscaler.stop_grace_s,
+        gpus=choose(settings.autoscaler.local_gpus),
     )
 
 

@@ -30,6 +30,7 @@ class Instance:
     launched_at: float  # epoch seconds
     instance_type: str | None = None
     subnet: str | None = None
+    capacity: int = 1  # workers it runs: one per GPU, at least one
 
 
 class Provider(Protocol):
@@ -39,8 +40,11 @@ class Provider(Protocol):
         """Instances this provider manages for Tidal (optionally one pool), terminated ones excluded."""
         ...
 
-    def launch(self, pool: str, count: int, token: str) -> list[Instance]:
-        """Start ``count`` instances that each run one worker of ``pool``; idempotent per ``token``."""
+    def launch(self, pool: str, workers: int, token: str) -> list[Instance]:
+        """Start instances for at least ``workers`` workers of ``pool`` (one per GPU); idempotent per ``token``.
+
+        How many instances that takes depends on the instance type the provider lands on.
+        """
         ...
 
     def terminate(self, instance_ids: Sequence[str]) -> None:

@@ -20,6 +20,15 @@ from autoscaler.policy import ModelState
 class Launch:
     pool: str
     at: float
+    capacity: int = 1  # workers the instance will run
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """A pool that stopped launching: why, and the model's spec digest it stopped at."""
+
+    reason: str
+    digest: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,9 @@ class AutoscalerState:
     stopped: Mapping[str, float] = field(default_factory=dict)
     backoff_until: Mapping[str, float] = field(default_factory=dict)
     failed_launches: Mapping[str, int] = field(default_factory=dict)
+    # Per pool, launched instances in a row whose workers never registered; reset by one that did.
+    failed_in_a_row: Mapping[str, int] = field(default_factory=dict)
+    broken: Mapping[str, Broken] = field(default_factory=dict)
     # Opaque memory of a provider that keeps some (the EC2 one's unavailable offerings).
     provider: Mapping[str, Any] = field(default_factory=dict)
 
@@ -64,10 +76,15 @@ def to_json(state: AutoscalerState) -> str:
                 for m, s in state.policy.items()
             },
             "launch_seq": dict(state.launch_seq),
-            "launching": {i: {"pool": launch.pool, "at": launch.at} for i, launch in state.launching.items()},
+            "launching": {
+                i: {"pool": launch.pool, "at": launch.at, "capacity": launch.capacity}
+                for i, launch in state.launching.items()
+            },
             "stopped": dict(state.stopped),
             "backoff_until": dict(state.backoff_until),
             "failed_launches": dict(state.failed_launches),
+            "failed_in_a_row": dict(state.failed_in_a_row),
+            "broken": {p: {"reason": b.reason, "digest": b.digest} for p, b in state.broken.items()},
             "provider": dict(state.provider),
         },
         sort_keys=True,
@@ -93,10 +110,18 @@ def from_json(text: str) -> AutoscalerState:
                 for m, s in d["policy"].items()
             },
             launch_seq={p: int(n) for p, n in d["launch_seq"].items()},
-            launching={i: Launch(str(v["pool"]), float(v["at"])) for i, v in d["launching"].items()},
+            launching={
+                i: Launch(str(v["pool"]), float(v["at"]), int(v.get("capacity", 1))) for i, v in d["launching"].items()
+            },
             stopped={i: float(t) for i, t in d["stopped"].items()},
             backoff_until={p: float(t) for p, t in d["backoff_until"].items()},
             failed_launches={p: int(n) for p, n in d["failed_launches"].items()},
+            # Absent from states saved before pools could break.
+            failed_in_a_row={p: int(n) for p, n in d.get("failed_in_a_row", {}).items()},
+            broken={
+                p: Broken(str(b["reason"]), None if b["digest"] is None else str(b["digest"]))
+                for p, b in d.get("broken", {}).items()
+            },
             provider=dict(d.get("provider", {})),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "dispatcher": "bench.dispatcher",
     "coldstart": "bench.coldstart",
     "roundtrips": "bench.roundtrips",
+    "model": "bench.model",
 }
 
 

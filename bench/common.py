@@ -8,15 +8,12 @@ import platform
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,11 +76,19 @@ def emit(name: str, result: dict[str, Any], out: Path, *, wall_s: float, quick: 
 
 
 def figure(rows: int, cols: int, *, width: float = 5.0, height: float = 3.5) -> tuple[Figure, np.ndarray]:
+    # Imported here: a benchmark that draws nothing (model, on a GPU host) runs without matplotlib.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     return fig, axes
 
 
 def save(fig: Figure, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -23,6 +23,7 @@ class WorkerField(StrEnum):
     HOST = "host"
     PID = "pid"
     INSTANCE_ID = "instance_id"
+    GPU = "gpu"  # the GPU it is pinned to (CUDA_VISIBLE_DEVICES); empty when not pinned
     STATE = "state"
     STARTED_AT = "started_at"
     LAST_JOB_AT = "last_job_at"
@@ -43,13 +44,15 @@ class WorkerRecord:
     pid: int
     instance_id: str
     started_at: float
+    gpu: str = ""  # the GPU it is pinned to; empty when not pinned
 
     def to_hash(self) -> dict[str, str]:
         return {
             WorkerField.ID: self.id, WorkerField.MODEL: self.model, WorkerField.VERSION: self.version,
             WorkerField.WEIGHT: repr(self.weight), WorkerField.SLOTS: str(self.slots), WorkerField.HOST: self.host,
             WorkerField.PID: str(self.pid), WorkerField.INSTANCE_ID: self.instance_id,
-            WorkerField.STATE: WorkerState.READY, WorkerField.STARTED_AT: repr(self.started_at),
+            WorkerField.GPU: self.gpu, WorkerField.STATE: WorkerState.READY,
+            WorkerField.STARTED_AT: repr(self.started_at),
             WorkerField.LAST_JOB_AT: "",
         }
 
@@ -72,6 +75,7 @@ class WorkerView:
     last_job_at: float | None
     ewma_run_s: float | None
     jobs_done: int
+    gpu: str = ""  # the GPU it is pinned to (CUDA_VISIBLE_DEVICES); empty when not pinned
 
     @property
     def outstanding(self) -> int:
@@ -97,12 +101,14 @@ class WorkerView:
             last_job_at=float(last_job_at) if last_job_at else None,
             ewma_run_s=float(ewma_run_s) if ewma_run_s else None,
             jobs_done=int(h.get(WorkerField.JOBS_DONE) or 0),
+            gpu=h.get(WorkerField.GPU, ""),
         )
 
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id, "model": self.model, "version": self.version, "weight": self.weight,
             "slots": self.slots, "host": self.host, "pid": self.pid, "instance_id": self.instance_id or None,
+            "gpu": self.gpu or None,
             "state": self.state if self.alive else "lost", "queued": self.queued, "running": self.running,
             "ewma_run_s": self.ewma_run_s, "jobs_done": self.jobs_done,
         }
@@ -117,6 +123,7 @@ class ScaleField(StrEnum):
     BOOTING = "booting"
     DRAINING = "draining"
     REASON = "reason"
+    BROKEN = "broken"  # why the pool stopped launching; empty while it is not broken
     ACTIONS = "actions"
     FAILED_LAUNCHES = "failed_launches"
     AT = "at"
@@ -135,14 +142,15 @@ class ScaleRecord:
     actions: str
     failed_launches: int
     at: float
+    broken: str = ""  # why the autoscaler stopped launching for this model; empty while it launches
 
     def to_hash(self) -> dict[str, str]:
         return {
             ScaleField.DESIRED: str(self.desired), ScaleField.CURRENT: str(self.current),
             ScaleField.WORKERS: str(self.workers), ScaleField.BOOTING: str(self.booting),
             ScaleField.DRAINING: str(self.draining), ScaleField.REASON: self.reason,
-            ScaleField.ACTIONS: self.actions, ScaleField.FAILED_LAUNCHES: str(self.failed_launches),
-            ScaleField.AT: repr(self.at),
+            ScaleField.BROKEN: self.broken, ScaleField.ACTIONS: self.actions,
+            ScaleField.FAILED_LAUNCHES: str(self.failed_launches), ScaleField.AT: repr(self.at),
         }
 
     @classmethod
@@ -154,7 +162,7 @@ class ScaleRecord:
             workers=int(h.get(ScaleField.WORKERS) or 0), booting=int(h.get(ScaleField.BOOTING) or 0),
             draining=int(h.get(ScaleField.DRAINING) or 0), reason=h.get(ScaleField.REASON, ""),
             actions=h.get(ScaleField.ACTIONS, ""), failed_launches=int(h.get(ScaleField.FAILED_LAUNCHES) or 0),
-            at=float(h.get(ScaleField.AT) or 0.0),
+            at=float(h.get(ScaleField.AT) or 0.0), broken=h.get(ScaleField.BROKEN, ""),
         )
 
 

@@ -43,6 +43,10 @@ def parse_dispatch_event(payload: str) -> tuple[str, str, str]:
 AUTOSCALER_LOCK: Final = "tidal:autoscaler:lock"
 AUTOSCALER_STATE: Final = "tidal:autoscaler:state"
 
+# The model registry: the set of published model names, and one hash per model (its spec as
+# JSON, the spec's digest, a revision that grows when the digest changes, when and by what).
+REGISTRY: Final = "tidal:registry"
+
 
 def queue_name(model: str, priority: Priority = "normal") -> str:
     """rq queue name of a model's queue at one priority (``echo``, ``echo.high``)."""
@@ -102,3 +106,13 @@ def model_scale(model: str) -> str:
 
 def idempotency(model: str, key: str) -> str:
     return f"tidal:idem:{model}:{key}"
+
+
+def registry_entry(model: str) -> str:
+    """The model's published spec (``tidal models push``, the API at start, ``tidal up``)."""
+    return f"tidal:registry:{model}"
+
+
+def boot_errors(model: str) -> str:
+    """Why workers of a model could not start, by instance id (or host): a hash of JSON records."""
+    return f"tidal:model:{model}:boot-errors"

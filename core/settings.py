@@ -48,6 +48,14 @@ class ModelSettings(_Section):
         default=1.0, gt=0, description="typical job run time; sets the autoscaler's target backlog per worker"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the handler")
+    package: str | None = Field(
+        default=None,
+        max_length=2048,
+        # One pip argument, never a shell word: no spaces, quotes or shell metacharacters.
+        pattern=r"^[A-Za-z0-9][^\s'\"`$\\;|&()]*$",
+        description="pip requirement with the handler's code, installed on EC2 workers at boot: "
+        "'mymodels==1.2', a wheel URL, an s3:// URI or 'git+https://…'",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ModelSettings:
@@ -170,6 +178,14 @@ class AutoscalerSettings(_Section):
     )
     instances_dir: Path = Field(default=Path(".tidal/instances"), description="local provider records")
     stop_grace_s: float = Field(default=30.0, ge=0, description="local provider: SIGTERM to SIGKILL")
+    local_gpus: str = Field(
+        default="auto",
+        pattern=r"^(auto|none|[A-Za-z0-9-]+(,[A-Za-z0-9-]+)*)$",
+        description="local provider: GPUs to pin workers to, one worker each ('auto': nvidia-smi -L)",
+    )
+    max_failed_boots: int = Field(
+        default=3, ge=1, description="launches in a row that never register before a pool stops launching"
+    )
     aws: AwsSettings = AwsSettings()
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""The ``tidal`` command: ``up``, ``api``, ``dispatcher``, ``worker``, ``autoscale``."""
+"""The ``tidal`` command: ``up``, ``api``, ``dispatcher``, ``worker``, ``autoscale``, ``models``."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ COMMANDS = {
     "dispatcher": ("dispatcher.main", "move jobs from model queues to worker queues"),
     "worker": ("worker.main", "run one worker (one per GPU)"),
     "autoscale": ("autoscaler.main", "scale workers to the backlog (loop, or --once from cron)"),
+    "models": ("launcher.models", "publish models to the registry, list them, install a model's package"),
 }
-NEEDS_REDIS_URL = {"api", "dispatcher", "worker"}
+NEEDS_REDIS_URL = {"api", "dispatcher", "worker", "models"}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:

@@ -7,6 +7,7 @@ nothing running.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from core.embedded import free_port, wait_until_up
 from core.settings import Settings
+from launcher.models import opened, publish
 
 log = logging.getLogger("tidal.up")
 
@@ -142,6 +144,17 @@ def stop_local_workers(settings: Settings) -> None:
         LocalProvider(settings.autoscaler.instances_dir).stop_all(settings.autoscaler.stop_grace_s)
 
 
+def _publish(settings: Settings, redis_url: str) -> None:
+    """The models to the registry before any worker starts (the API does it too, once it is up)."""
+
+    async def publish_all() -> None:
+        async with opened(redis_url) as store:
+            for p in await publish(store, settings, source="tidal up"):
+                log.info("model %s: registry revision %d%s", p.name, p.revision, "" if p.changed else " (unchanged)")
+
+    asyncio.run(publish_all())
+
+
 def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if args.config:
@@ -156,6 +169,7 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
         redis_url = f"redis://127.0.0.1:{port}"
         wait_until_up(redis_url)
     env["REDIS_URL"] = redis_url
+    _publish(settings, redis_url)
     sup.add("api", ["api"], order=3)
     sup.add("dispatcher", ["dispatcher"], order=2)
     follower = None
@@ -167,12 +181,21 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
         for old in settings.autoscaler.instances_dir.glob("*.log"):
             follower.offsets[old] = old.stat().st_size
     elif not args.no_workers:
+        from core.gpus import choose
+
+        # Pinned like the local provider's workers: each to the next GPU, round robin.
+        gpus = choose(settings.autoscaler.local_gpus)
+        started = 0
         for model, cfg in settings.models.items():
             for i in range(cfg.local_workers):
-                sup.add(f"worker {model}#{i + 1}", ["worker", "--model", model], order=1)
+                pin = ["--gpu", gpus[started % len(gpus)]] if gpus else ["--gpus", "none"]
+                sup.add(f"worker {model}#{i + 1}", ["worker", "--model", model, *pin], order=1)
+                started += 1
 
     def on_signal(signum: int, frame: object) -> None:
-        sup.stopping.set()
+        # From another thread: this (main) thread may hold the Event's lock inside watch()'s
+        # Event.wait() when the signal arrives, and setting it here would then deadlock.
+        threading.Thread(target=sup.stopping.set, daemon=True).start()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)

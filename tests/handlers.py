@@ -47,3 +47,16 @@ class NotJson:
 
     def predict(self, input: Any) -> Any:
         return {1, 2, 3}
+
+
+class Shout:
+    """Upper-cases its input and adds ``suffix`` (an option, so a test can see options arrive)."""
+
+    def __init__(self, suffix: str = "") -> None:
+        self.suffix = suffix
+
+    def load(self) -> None:
+        pass
+
+    def predict(self, input: Any) -> Any:
+        return str(input).upper() + self.suffix

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,17 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0, what: str =
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.05)
 
+
+# The API on {port}, with heartbeats and dispatcher sweeps fast enough for tests.
+FAST = """
+[api]
+port = {port}
+[worker]
+heartbeat_interval_s = 0.2
+heartbeat_ttl_s = 1.0
+[dispatcher]
+tick_s = 0.2
+"""
 
 CONFIG = """
 [api]
@@ -173,6 +185,19 @@ class Valkey:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.kill()
+
+
+@contextlib.contextmanager
+def api_and_dispatcher(redis_url: str, tmp: Path, config: str) -> Iterator[Stack]:
+    """A flushed database, the API (which publishes the config's models) and one dispatcher."""
+    redis.Redis.from_url(redis_url).flushdb()
+    s = Stack(redis_url, tmp, config)
+    try:
+        s.api()
+        s.dispatcher()
+        yield s
+    finally:
+        s.stop()
 
 
 def start_up(config: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -2,23 +2,40 @@
 
 IMDSv2 first PUTs for a session token and then sends it with every GET; the launch
 template requires it (``HttpTokens: required``), so a tokenless IMDSv1 GET would be refused.
+
+The address is the link-local one unless ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` (the AWS SDKs'
+own override, which the user data's ``curl`` honours too) says otherwise: production never
+sets it; the boot-path test points it at a stand-in on loopback.
 """
 
 from __future__ import annotations
 
+import os
 import urllib.error
 import urllib.request
 
 TOKEN_TTL_S = 60  # the token is used once, right away
+DEFAULT_ENDPOINT = "http://169.254.169.254"
 
 
-def fetch_instance_id(base_url: str = "http://169.254.169.254", timeout_s: float = 1.0) -> str | None:
+def endpoint() -> str:
+    return os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or DEFAULT_ENDPOINT
+
+
+def resolve_instance_id(value: str) -> str:
+    """``value`` itself, or for ``auto`` the id the metadata service gives ("" off EC2)."""
+    if value != "auto":
+        return value
+    return fetch_instance_id() or ""
+
+
+def fetch_instance_id(base_url: str | None = None, timeout_s: float = 1.0) -> str | None:
     """The instance id, or None when there is no metadata service (not on EC2) or it says no.
 
     ``timeout_s`` bounds each of the two requests; off EC2 the link-local address is
     unrouted or refuses, so this returns None within about that time.
     """
-    base = base_url.rstrip("/")
+    base = (base_url or endpoint()).rstrip("/")
     # The metadata service is link-local: an HTTP(S)_PROXY from the environment must not see it.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:

@@ -19,6 +19,7 @@ from core.jobs import dumps_value
 from core.settings import WorkerSettings
 from core.store import WorkerStore
 from worker.context import JobContext, run_with
+from worker.exit_codes import EXIT_WEDGED
 from worker.handler import Handler
 from worker.tracebacks import format_error
 
@@ -26,8 +27,6 @@ log = logging.getLogger("tidal.worker")
 
 # How long one BLMOVE waits, so a draining worker notices within this time.
 _TAKE_BLOCK_S = 1.0
-# Exit status when a handler ignored its timeout: the process must go so the GPU is freed.
-EXIT_WEDGED = 70
 
 
 @dataclass(frozen=True)
@@ -39,15 +38,17 @@ class WorkerIdentity:
     slots: int
     host: str
     instance_id: str
+    gpu: str = ""  # CUDA_VISIBLE_DEVICES of this worker; empty when not pinned
 
     @classmethod
-    def new(cls, model: str, version: str, weight: float, slots: int, instance_id: str) -> WorkerIdentity:
+    def new(cls, model: str, version: str, weight: float, slots: int, instance_id: str, gpu: str = ""
+            ) -> WorkerIdentity:
         return cls(f"{model}-{uuid.uuid4().hex[:10]}", model, version, weight, slots, socket.gethostname(),
-                   instance_id)
+                   instance_id, gpu)
 
     def record(self, now: float) -> WorkerRecord:
         return WorkerRecord(self.id, self.model, self.version, self.weight, self.slots, self.host, os.getpid(),
-                            self.instance_id, now)
+                            self.instance_id, now, self.gpu)
 
 
 class Worker:

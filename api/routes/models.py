@@ -24,7 +24,8 @@ def model_status(name: str, cfg: ModelSettings, snap: FleetSnapshot) -> dict[str
         workers=sum(w.state == WorkerState.READY for w in live),
         workers_draining=sum(w.state == WorkerState.DRAINING for w in live),
         workers_desired=load.scale.desired if load.scale else None,
-        scale_reason=load.scale.reason if load.scale else None, max_queue_len=cfg.max_queue_len,
+        scale_reason=load.scale.reason if load.scale else None,
+        broken=(load.scale.broken or None) if load.scale else None, max_queue_len=cfg.max_queue_len,
     ).model_dump()
 
 

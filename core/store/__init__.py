@@ -14,16 +14,27 @@ from core.store.errors import store_call
 from core.store.events import Batch, Events, EventStream
 from core.store.fleet import Fleet
 from core.store.jobs import CancelOutcome, Jobs, Submitted
-from core.store.roles import ApiStore, AutoscalerStore, DispatcherStore, LeaseStore, WorkerStore
+from core.store.registry import Registry
+from core.store.roles import (
+    ApiStore,
+    AutoscalerStore,
+    DispatcherStore,
+    LeaseStore,
+    PublishesModels,
+    RegistryStore,
+    WorkerBootStore,
+    WorkerStore,
+)
 from core.store.workers import RequeueMode, Workers
 
 __all__ = [
     "ApiStore", "AutoscalerStore", "Batch", "CancelOutcome", "DispatcherStore", "EventStream", "Lease", "LeaseStore",
-    "RequeueMode", "Store", "Submitted", "WorkerStore", "connect",
+    "PublishesModels", "RegistryStore", "RequeueMode", "Store", "Submitted", "WorkerBootStore", "WorkerStore",
+    "connect",
 ]
 
 
-class Store(Jobs, Dispatch, Workers, Fleet, Events, AutoscalerRecords):
+class Store(Jobs, Dispatch, Workers, Fleet, Events, AutoscalerRecords, Registry):
     """Every record's calls on one client. Each role is handed it typed as the narrow part it uses."""
 
     @classmethod

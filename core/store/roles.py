@@ -7,11 +7,12 @@ can hand it a fake that implements just these few calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from core.fleet import FleetSnapshot, ScaleRecord, WorkerRecord, WorkerState
 from core.jobs import JobRecord, NewJob
+from core.registry import BootError, Entry, Published, WorkerSpec
 from core.store.autoscaler_state import Lease
 from core.store.events import EventStream
 from core.store.jobs import CancelOutcome, Submitted
@@ -22,7 +23,28 @@ class ReadsFleet(Protocol):
     async def snapshot(self, models: Iterable[str]) -> FleetSnapshot: ...
 
 
-class ApiStore(ReadsFleet, Protocol):
+class PublishesModels(Protocol):
+    async def publish_models(self, specs: Mapping[str, WorkerSpec], *, source: str, now: float
+                             ) -> list[Published]: ...
+
+
+class ReadsRegistry(Protocol):
+    async def registry_entry(self, name: str) -> Entry | None: ...
+
+    async def registered_models(self) -> list[str]: ...
+
+
+class RegistryStore(PublishesModels, ReadsRegistry, Protocol):
+    """``tidal models push | list``."""
+
+
+class WorkerBootStore(ReadsRegistry, Protocol):
+    """What a worker needs before it runs: its model's spec, and a place to say why it cannot start."""
+
+    async def report_boot_error(self, model: str, where: str, error: BootError) -> None: ...
+
+
+class ApiStore(ReadsFleet, PublishesModels, Protocol):
     async def ping(self) -> bool: ...
 
     async def submit(self, job: NewJob, *, max_queue_len: int, idempotency_key: str | None, now: float
@@ -87,3 +109,7 @@ class AutoscalerStore(ReadsFleet, LeaseStore, Protocol):
     async def wake_dispatchers(self, model: str) -> None: ...
 
     async def record_scale(self, model: str, record: ScaleRecord) -> None: ...
+
+    async def model_digests(self, models: Iterable[str]) -> dict[str, str | None]: ...
+
+    async def boot_errors(self, models: Iterable[str]) -> dict[str, dict[str, BootError]]: ...

@@ -321,6 +321,26 @@ class SaveStateArgs:
 
 SAVE_STATE = Script("save_state", SaveStateKeys, SaveStateArgs)
 
+# --- model registry ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PublishKeys:
+    registry: str  # the set of published model names
+    entry: str  # the model's entry hash
+
+
+@dataclass(frozen=True, slots=True)
+class PublishArgs:
+    digest: str
+    spec: str  # canonical JSON
+    published_at: float
+    source: str
+    name: str
+
+
+PUBLISH = Script("publish", PublishKeys, PublishArgs)
+
 ALL: tuple[Script[Any, Any], ...] = (
-    SUBMIT, FINALIZE, DISPATCH, START, FINISH, REQUEUE, LEASE, RELEASE, SAVE_STATE,
+    SUBMIT, FINALIZE, DISPATCH, START, FINISH, REQUEUE, LEASE, RELEASE, SAVE_STATE, PUBLISH,
 )

@@ -22,18 +22,11 @@ import redis
 from core.jobs import NewJob
 from core.store import Store
 from tests.aws.conftest import REGION, TEMPLATE_NAME, Network
-from tests.procs import ROOT, Stack, wait_for
+from tests.procs import FAST, ROOT, Stack, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
-CONFIG = """
-[api]
-port = {port}
-[worker]
-heartbeat_interval_s = 0.2
-heartbeat_ttl_s = 1.0
-[dispatcher]
-tick_s = 0.2
+CONFIG = FAST + """
 [autoscaler]
 enabled = true
 provider = "aws-ec2"

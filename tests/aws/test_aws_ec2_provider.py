@@ -226,7 +226,7 @@ def test_unknown_launch_template_is_a_provider_error_not_a_botocore_one(
     with pytest.raises(ProviderError) as err:
         provider.launch("echo", 1, token="t")
     assert not isinstance(err.value, CapacityError | ThrottledError)
-    assert "RunInstances" in str(err.value)
+    assert "no-such-template" in str(err.value)
 
 
 def test_unreachable_endpoint_is_a_provider_error(moto_url: str, clock: Clock, sleeps: Sleeps) -> None:
@@ -252,3 +252,22 @@ def test_unreachable_endpoint_is_a_provider_error(moto_url: str, clock: Clock, s
         provider.list_instances()
     with pytest.raises(ProviderError):
         provider.terminate(["i-0123456789abcdef0"])
+
+
+def test_workers_become_instances_by_the_gpus_of_the_type_that_has_room(
+    network: Network, make_provider: ProviderFactory, faults: RunInstancesFaults
+) -> None:
+    provider = make_provider(instance_types=["g4dn.12xlarge", "g5.xlarge"], subnet_ids=[network.subnets[0]])
+    launched = provider.launch("llm", 6, token="wide")
+    assert [(i.instance_type, i.capacity) for i in launched] == [("g4dn.12xlarge", 4)] * 2  # 6 workers: 2 x 4 GPUs
+    assert {i.capacity for i in provider.list_instances("llm")} == {4}
+
+    faults.unavailable = {("g4dn.12xlarge", network.subnets[0])}
+    fallback = provider.launch("llm", 3, token="narrow")
+    assert [(i.instance_type, i.capacity) for i in fallback] == [("g5.xlarge", 1)] * 3  # 1 GPU each
+    assert [(p["InstanceType"], p["MaxCount"]) for p in faults.sent[1:]] == [("g4dn.12xlarge", "1"), ("g5.xlarge", "3")]
+
+
+def test_a_type_without_gpus_runs_one_worker(make_provider: ProviderFactory, network: Network) -> None:
+    (inst,) = make_provider().launch("echo", 1, token="t")  # the template's t3.micro
+    assert inst.capacity == 1

@@ -81,11 +81,17 @@ def test_autoscaler_policy_is_scoped_by_tags_and_template() -> None:
 
 def test_worker_role_may_only_read_the_redis_url() -> None:
     statements = _statements(_load_template(), "WorkerRole")
-    assert {str(st["Action"]) for st in statements} == {"ssm:GetParameter", "kms:Decrypt"}
+    assert {str(st["Action"]) for st in statements} == {"ssm:GetParameter", "kms:Decrypt", "s3:GetObject"}
+    (s3,) = _allowing(statements, "s3:GetObject")  # only with ModelPackageBucket, only that bucket
+    assert s3["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ModelPackageBucket}/*"}
 
 
 @pytest.fixture
 def stack(aws: str) -> dict[str, Any]:
+    return deploy_stack()
+
+
+def deploy_stack(**overrides: str) -> dict[str, Any]:
     """The template deployed to moto into a fresh VPC; returns the outputs and the inputs used."""
     ec2 = boto3.client("ec2", region_name=REGION)
     vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
@@ -101,6 +107,7 @@ def stack(aws: str) -> dict[str, Any]:
         # Passed explicitly: moto splits a CommaDelimitedList only when given, not its default.
         "WorkerInstanceTypes": ",".join(INSTANCE_TYPES),
         "TidalPackageSource": "tidal==0.1.0",
+        **overrides,
     }
     cf.create_stack(
         StackName="tidal",
@@ -165,8 +172,10 @@ def test_launch_template_requires_imdsv2_and_runs_the_tagged_pool(stack: dict[st
     assert "meta-data/tags/instance/tidal:pool" in script
     assert "pip install 'tidal==0.1.0'" in script
     assert "TIDAL_REDIS_URL_PARAMETER=/tidal/redis-url" in script
-    assert "tidal worker --model $TIDAL_POOL" in script
-    assert "${" not in script.replace("${TIDAL_PYTHON:-", "")  # every Fn::Sub variable was filled in
+    assert "tidal worker --model $TIDAL_POOL --gpus auto" in script
+    assert "tidal models install \"$POOL\" --instance-id auto" in script
+    # Every Fn::Sub variable was filled in; these two are the script's own.
+    assert "${" not in script.replace("${TIDAL_PYTHON:-", "").replace("${AWS_EC2_METADATA_SERVICE_ENDPOINT:-", "")
     if shutil.which("bash"):
         syntax = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, timeout=30)
         assert syntax.returncode == 0, syntax.stderr
@@ -177,6 +186,15 @@ def test_user_data_installs_the_same_wrapper_as_infra_bin(stack: dict[str, Any])
     start = script.index("cat > /usr/local/bin/tidal-with-redis-url <<'EOF'\n")
     body = script[script.index("\n", start) + 1 :]
     assert body[: body.index("\nEOF\n") + 1] == WRAPPER.read_text()
+
+
+def test_user_data_installs_the_same_worker_unit_as_infra_systemd(stack: dict[str, Any]) -> None:
+    script = base64.b64decode(_template_data(stack["outputs"])["UserData"]).decode()
+    start = script.index("cat > /etc/systemd/system/tidal-worker.service <<'EOF'\n")
+    body = script[script.index("\n", start) + 1 :]
+    unit = body[: body.index("\nEOF\n") + 1]
+    assert unit == (INFRA / "systemd" / "tidal-worker.service").read_text()
+    assert "RestartPreventExitStatus=78" in unit
 
 
 def test_wrapper_reads_redis_url_from_an_ssm_secure_string(aws: str) -> None:
@@ -200,7 +218,7 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    for name in ("tidal-autoscale.service", "tidal-autoscale.timer"):
+    for name in ("tidal-autoscale.service", "tidal-autoscale.timer", "tidal-worker.service"):
         text = (INFRA / "systemd" / name).read_text()
         # verify insists the executable exists on this machine; the wrapper is installed on the host.
         (tmp_path / name).write_text(text.replace("/usr/local/bin/tidal-with-redis-url", "/bin/true"))
@@ -210,6 +228,7 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
             "verify",
             str(tmp_path / "tidal-autoscale.timer"),
             str(tmp_path / "tidal-autoscale.service"),
+            str(tmp_path / "tidal-worker.service"),
         ],
         capture_output=True,
         text=True,

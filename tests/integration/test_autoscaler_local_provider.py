@@ -166,3 +166,47 @@ def test_real_worker_registers_with_its_instance_id_and_drains_on_stop(
     wait_for(lambda: gone(pid), timeout_s=15.0)
     assert r.sismember(keys.WORKERS, wid) == 0  # it deregistered itself
     assert provider.list_instances() == []
+
+
+# Writes the GPU it was pinned to, then sleeps.
+GPU_SLEEPER = """
+import os, sys, time
+out = os.path.join(sys.argv[1], os.environ["TIDAL_INSTANCE_ID"] + ".gpu")
+with open(out + ".tmp", "w") as f:
+    f.write(os.environ.get("CUDA_VISIBLE_DEVICES", "-") + " " + os.environ.get("TIDAL_GPUS", "-"))
+os.replace(out + ".tmp", out)
+time.sleep(120)
+"""
+
+
+def test_each_worker_is_pinned_to_a_gpu_no_other_live_worker_holds(records: Path, tmp_path: Path) -> None:
+    from core.errors import CapacityError
+
+    provider = LocalProvider(records, command=lambda pool: [sys.executable, "-c", GPU_SLEEPER, str(tmp_path)],
+                             gpus=["GPU-aaaa", "GPU-bbbb"])
+
+    def pinned(instance_id: str) -> str:
+        path = tmp_path / f"{instance_id}.gpu"
+        wait_for(path.exists)
+        return path.read_text()
+
+    first = provider.launch("echo", 2, token="t1")
+    assert sorted(pinned(i.id) for i in first) == ["GPU-aaaa none", "GPU-bbbb none"]
+    with pytest.raises(CapacityError, match="0 of this machine's 2 GPU"):
+        provider.launch("echo", 1, token="t2")
+
+    freed = pinned(first[0].id).split()[0]
+    pid = int(json_pid(records, first[0].id))
+    provider.terminate([first[0].id])
+    wait_for(lambda: gone(pid))
+    (again,) = provider.launch("echo", 1, token="t3")
+    assert pinned(again.id).split()[0] == freed
+
+
+def test_without_gpus_workers_are_not_pinned(records: Path, tmp_path: Path) -> None:
+    provider = LocalProvider(records, command=lambda pool: [sys.executable, "-c", GPU_SLEEPER, str(tmp_path)],
+                             env={"CUDA_VISIBLE_DEVICES": "untouched"})
+    (inst,) = provider.launch("echo", 1, token="t")
+    path = tmp_path / f"{inst.id}.gpu"
+    wait_for(path.exists)
+    assert path.read_text() == "untouched -"

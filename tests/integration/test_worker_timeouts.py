@@ -12,7 +12,8 @@ from core.jobs import NewJob
 from core.settings import WorkerSettings
 from core.store import Store
 from tests.handlers import NotJson, Stubborn
-from worker.runtime import EXIT_WEDGED, Worker, WorkerIdentity
+from worker.exit_codes import EXIT_WEDGED
+from worker.runtime import Worker, WorkerIdentity
 
 
 def test_a_wedged_handler_fails_its_job_then_makes_the_worker_exit(redis_url: str, r: redis.Redis) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from autoscaler import health
 from autoscaler.act import plan
 from autoscaler.observe import Booting, ModelFleet, measure
 from autoscaler.policy import ModelState
 from autoscaler.provider import Instance
-from autoscaler.state import AutoscalerState, Launch, forget_old, from_json, to_json
+from autoscaler.state import AutoscalerState, Broken, Launch, forget_old, from_json, to_json
 from core.fleet import FleetSnapshot, ModelLoad, WorkerView
+from core.registry import BootError
 
 NOW = 10_000.0
 
@@ -137,9 +141,13 @@ def test_state_round_trips_through_json() -> None:
         stopped={"i-2": 6.0},
         backoff_until={"echo": 7.0},
         failed_launches={"echo": 1},
+        failed_in_a_row={"echo": 2},
+        broken={"llm": Broken("3 launches in a row never registered a worker", "d1g3st")},
         provider={"unavailable": [{"instance_type": "g5.xlarge", "subnet": "subnet-1", "until": 9.0}]},
     )
     assert from_json(to_json(s)) == s
+    wide = replace(s, launching={"i-4": Launch("echo", 5.0, capacity=8)})
+    assert from_json(to_json(wide)).launching["i-4"].capacity == 8
     assert s.launch_token("echo") == "tidal-abcd-echo-3"
     assert AutoscalerState.fresh().launch_token("echo").endswith("-echo-0")
 
@@ -174,3 +182,118 @@ def test_plan_puts_draining_workers_back_to_work_before_launching() -> None:
     assert "reuse draining busy, empty" in a.describe()
     a = plan(f, 1, NOW)
     assert (a.undrain, a.launch, a.terminate) == ((), 0, ("i-3",))
+
+
+def test_a_state_saved_before_pools_could_break_still_loads() -> None:
+    old = to_json(AutoscalerState(epoch="e", launching={"i-1": Launch("echo", 5.0)}))
+    legacy = old.replace(', "capacity": 1', "").replace('"broken": {}, ', "").replace('"failed_in_a_row": {}, ', "")
+    assert "capacity" not in legacy and "broken" not in legacy
+    loaded = from_json(legacy)
+    assert loaded.launching["i-1"].capacity == 1 and loaded.broken == {} and loaded.failed_in_a_row == {}
+
+
+# --- instances with several GPUs: one worker each, stopped whole ---------------------------
+
+
+def test_booting_instances_count_their_gpus_and_launches_are_in_workers() -> None:
+    f = fleet(worker("w1", "i-1"), booting=(Booting("i-2", NOW, capacity=4),))
+    assert f.observation().booting == 4
+    assert plan(f, 5, NOW).launch == 0
+    assert plan(f, 8, NOW).launch == 3  # the provider turns 3 workers into instances of its type
+
+
+def test_an_instance_is_drained_only_whole_and_only_when_all_its_workers_are_idle() -> None:
+    f = fleet(
+        *(worker(f"a{i}", "i-a", last_job_at=NOW - 900) for i in range(4)),
+        worker("b0", "i-b", last_job_at=NOW - 100), worker("b1", "i-b", running=1),
+        worker("c0", "i-c", last_job_at=NOW - 50), worker("c1", "i-c", last_job_at=NOW - 60),
+    )
+    assert plan(f, 4, NOW).drain == ("a0", "a1", "a2", "a3")  # 8 -> 4 exactly, the longest idle first
+    a = plan(f, 5, NOW)
+    assert a.drain == ("c0", "c1")  # i-a is 4 workers, more than the 3 to remove: the next that fits
+    assert "1 more to remove" in a.describe()
+    a = plan(f, 0, NOW)
+    assert a.drain == ("a0", "a1", "a2", "a3", "c0", "c1")  # never half of i-b, whose b1 is busy
+    assert "2 more to remove" in a.describe()
+
+
+def test_a_booting_instance_is_cancelled_only_if_all_its_gpus_are_excess() -> None:
+    f = fleet(worker("w1", "i-1"), booting=(Booting("i-2", NOW - 9, capacity=1), Booting("i-3", NOW, capacity=4)))
+    assert plan(f, 3, NOW).terminate == ("i-2",)
+    assert plan(f, 1, NOW).terminate == ("i-3", "i-2")
+
+
+def test_an_instance_is_terminated_once_every_worker_on_it_is_drained() -> None:
+    f = fleet(draining=(worker("a0", "i-a", state="draining"), worker("a1", "i-a", state="draining", running=1),
+                        worker("b0", "i-b", state="draining"), worker("b1", "i-b", state="draining")))
+    assert plan(f, 0, NOW).terminate == ("i-b",)
+    mixed = fleet(worker("c0", "i-c"), draining=(worker("c1", "i-c", state="draining"),))
+    assert plan(mixed, 0, NOW).terminate == ()
+
+
+def test_measure_takes_capacity_from_the_instance_or_the_launch() -> None:
+    fleets = measure(
+        snapshot(), [Instance("i-1", "echo", "running", NOW - 5, "g5.12xlarge", None, 4)], {"echo": 1},
+        launching={"i-2": Launch("echo", NOW - 1, capacity=8)}, stopped={}, boot_timeout_s=600, now=NOW,
+    )
+    assert fleets["echo"].booting == (Booting("i-1", NOW - 5, 4), Booting("i-2", NOW - 1, 8))
+
+
+# --- boot errors, registration and broken pools ----------------------------------------------
+
+
+def test_a_final_boot_error_fails_its_instance_at_once_and_is_the_pools_last_error() -> None:
+    errors = {
+        "i-1": BootError("unknown model 'echo': the registry has no models", NOW - 2, final=True),
+        "i-2": BootError("load() failed: CUDA not ready", NOW - 1, final=False),  # may come up on a restart
+        "i-3": BootError("from an earlier life of this id", NOW - 100, final=True),
+    }
+    fleets = measure(
+        snapshot(), [inst("i-1", 10), inst("i-2", 10), inst("i-3", 10)], {"echo": 1}, launching={}, stopped={},
+        boot_timeout_s=600, now=NOW, boot_errors={"echo": errors},
+    )
+    echo = fleets["echo"]
+    assert echo.failed == ("i-1",)
+    assert [b.instance_id for b in echo.booting] == ["i-2", "i-3"]
+    assert echo.last_boot_error == "load() failed: CUDA not ready"
+
+
+def test_measure_reports_launched_instances_whose_workers_registered() -> None:
+    fleets = measure(
+        snapshot(worker("w1", "i-1")), [inst("i-1", 60), inst("i-2", 60)], {"echo": 1},
+        launching={"i-1": Launch("echo", NOW - 60), "i-2": Launch("echo", NOW - 60)}, stopped={},
+        boot_timeout_s=600, now=NOW,
+    )
+    assert fleets["echo"].registered == ("i-1",)
+
+
+def test_a_broken_pool_launches_nothing_and_says_why() -> None:
+    a = plan(fleet(), 2, NOW, broken=Broken("3 launches in a row never registered a worker", "d"))
+    assert a.launch == 0
+    assert "pool broken: 3 launches in a row never registered a worker" in a.describe()
+
+
+def _fails(state: AutoscalerState, n: int, digest: str | None = "d1") -> AutoscalerState:
+    return health.failed(state, "llm", n, digest=digest, last_error="unknown model 'llm'", limit=3)
+
+
+def test_three_failed_boots_in_a_row_break_a_pool_until_its_spec_changes() -> None:
+    s = _fails(_fails(AutoscalerState(epoch="e"), 1), 1)
+    assert s.failed_in_a_row["llm"] == 2 and "llm" not in s.broken
+    s = _fails(s, 1)
+    assert s.broken["llm"].digest == "d1"
+    assert "3 launches in a row never registered" in s.broken["llm"].reason
+    assert "last boot error: unknown model 'llm'" in s.broken["llm"].reason
+    assert health.resume_if_changed(s, "llm", "d1") == s  # same spec: still broken
+    resumed = health.resume_if_changed(s, "llm", "d2")
+    assert "llm" not in resumed.broken and resumed.failed_in_a_row["llm"] == 0
+    assert health.resume_if_changed(_fails(AutoscalerState(epoch="e"), 3, None), "llm", "d1").broken == {}
+
+
+def test_a_registration_ends_the_run_of_failures() -> None:
+    s = _fails(AutoscalerState(epoch="e", launching={"i-1": Launch("llm", 1.0)}), 2)
+    s = health.registered(s, "llm", ("i-1",))
+    assert s.failed_in_a_row["llm"] == 0 and s.launching == {}
+    s = _fails(s, 2)
+    assert "llm" not in s.broken  # 2 in a row since the registration, not 4
+    assert health.registered(s, "llm", ()) is s

@@ -3,7 +3,8 @@
 The keys and arguments of a script are declared once, as the fields of two dataclasses in
 ``core/store/scripts.py``; the Lua bodies use those names. These tests read the Lua source and
 fail when a body indexes KEYS or ARGV itself, leaves a declared name unused, uses a name that
-nothing declares, or reads or writes a hash field that ``JobField`` or ``WorkerField`` lacks.
+nothing declares, or reads or writes a hash field that ``JobField``, ``WorkerField`` or
+``RegistryField`` lacks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from core.fleet import WorkerField
 from core.jobs import JobField
 from core.keys import PRIORITIES
+from core.registry import RegistryField
 from core.store.scripts import ALL, Script
 
 KEYWORDS = frozenset(re.findall(r"\w+", """
@@ -27,7 +29,8 @@ BUILTINS = frozenset(re.findall(r"\w+", """
 """))
 LIB_FUNCTIONS = frozenset({"end_job"})
 
-HASH_FIELDS = {"job": frozenset(JobField), "jk": frozenset(JobField), "worker_info": frozenset(WorkerField)}
+HASH_FIELDS = {"job": frozenset(JobField), "jk": frozenset(JobField), "worker_info": frozenset(WorkerField),
+               "entry": frozenset(RegistryField)}
 HASH_COMMANDS = {"HSET": "pairs", "HMGET": "all", "HDEL": "all", "HGET": "one", "HINCRBY": "one",
                  "HINCRBYFLOAT": "one", "HSETNX": "one", "HEXISTS": "one"}
 
