@@ -6,7 +6,6 @@ import argparse
 import signal
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -62,15 +61,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # A flag, not a threading.Event: the handler runs in this thread, which may be inside
+    # Event.wait() holding the Event's lock when the signal lands; set() would then deadlock.
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     server = start_embedded(args.data_dir, args.port)
     print(f"Valkey ready on {server.connection_url}, AOF in {args.data_dir}", flush=True)
-    while not stop.wait(0.5):
+    while not stopping:
         if not server.is_running():
             print("Valkey exited unexpectedly", flush=True)
             return 1
+        time.sleep(0.5)
     server.stop()
     return 0
 
