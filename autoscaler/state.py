@@ -71,10 +71,7 @@ def to_json(state: AutoscalerState) -> str:
     return json.dumps(
         {
             "epoch": state.epoch,
-            "policy": {
-                m: {"below_since": s.below_since, "window_peak": s.window_peak, "idle_since": s.idle_since}
-                for m, s in state.policy.items()
-            },
+            "policy": {m: s.to_dict() for m, s in state.policy.items()},
             "launch_seq": dict(state.launch_seq),
             "launching": {
                 i: {"pool": launch.pool, "at": launch.at, "capacity": launch.capacity}
@@ -91,24 +88,13 @@ def to_json(state: AutoscalerState) -> str:
     )
 
 
-def _opt_float(v: Any) -> float | None:
-    return None if v is None else float(v)
-
-
 def from_json(text: str) -> AutoscalerState:
     """Parse a saved state; ``ValueError`` if it is not one."""
     try:
         d = json.loads(text)
         return AutoscalerState(
             epoch=str(d["epoch"]),
-            policy={
-                m: ModelState(
-                    below_since=_opt_float(s["below_since"]),
-                    window_peak=int(s["window_peak"]),
-                    idle_since=_opt_float(s["idle_since"]),
-                )
-                for m, s in d["policy"].items()
-            },
+            policy={m: ModelState.from_dict(s) for m, s in d["policy"].items()},
             launch_seq={p: int(n) for p, n in d["launch_seq"].items()},
             launching={
                 i: Launch(str(v["pool"]), float(v["at"]), int(v.get("capacity", 1))) for i, v in d["launching"].items()

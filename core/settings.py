@@ -45,7 +45,17 @@ class ModelSettings(_Section):
     min_workers: int = Field(default=0, ge=0)
     max_workers: int = Field(default=4, ge=0)
     mean_run_s: float = Field(
-        default=1.0, gt=0, description="typical job run time; sets the autoscaler's target backlog per worker"
+        default=1.0, gt=0, description="typical job run time; the autoscaler starts from it and learns the real one"
+    )
+    target_wait_p95_s: float | None = Field(
+        default=None, gt=0,
+        description="SLO: p95 of the wait before a job starts; default: [autoscaler] acceptable_wait_s",
+    )
+    cost_bias: float = Field(
+        default=1.0, ge=0, description="GPU time worth spending to avoid one late job, in cold starts (0: cost only)"
+    )
+    max_gpu_hours_per_day: float | None = Field(
+        default=None, gt=0, description="past this (rolling day), no GPU time is spent on idle capacity"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the handler")
     package: str | None = Field(
@@ -162,9 +172,16 @@ class AutoscalerSettings(_Section):
     enabled: bool = False
     provider: Literal["local", "aws-ec2"] = "local"
     interval_s: float = Field(default=2.0, gt=0)
-    acceptable_wait_s: float = Field(default=10.0, gt=0)
-    scale_down_window_s: float = Field(default=120.0, ge=0)
-    idle_timeout_s: float = Field(default=60.0, ge=0)
+    acceptable_wait_s: float = Field(default=10.0, gt=0, description="default target_wait_p95_s of every model")
+    cold_start_s: float | None = Field(
+        default=None, gt=0, description="launch to taking jobs; default: 2 s for local, 90 s for aws-ec2"
+    )
+    scale_down_window_s: float | None = Field(
+        default=None, ge=0, description="how long capacity no longer needed is kept; default: one cold start"
+    )
+    idle_timeout_s: float | None = Field(
+        default=None, ge=0, description="cap on keep-alive with no work; default: learned per model"
+    )
     boot_timeout_s: float = Field(default=600.0, gt=0)
     max_step: int = Field(default=4, ge=1)
     launch_backoff_s: float = Field(default=30.0, ge=0, description="pause for a pool after a failed launch")
@@ -193,6 +210,11 @@ class AutoscalerSettings(_Section):
         if self.lease_ttl_s > self.lock_ttl_s:
             raise ValueError(f"lease_ttl_s {self.lease_ttl_s} > lock_ttl_s {self.lock_ttl_s}")
         return self
+
+    def typical_cold_start_s(self) -> float:
+        """The provider's usual launch-to-ready time when ``cold_start_s`` is not set: a local worker
+        process loads in a second or two; an EC2 instance boots and loads in about a minute and a half."""
+        return 2.0 if self.provider == "local" else 90.0
 
 
 class Settings(BaseSettings):
