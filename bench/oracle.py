@@ -1,7 +1,8 @@
 """A perfect-foresight lower bound on the GPU time needed to meet a p95 queue wait.
 
-The plan is a fleet size per interval of ``interval_s``. Meeting ``p95 wait <= W`` means at
-most ``budget = floor(0.05 * (jobs - 1))`` jobs may wait longer than ``W``.
+The plan is a fleet size per interval of ``interval_s`` for one model (each model has its own
+SLO, so a trace of several models gets one bound per model, summed). Meeting ``p95 wait <= W``
+means at most ``budget = floor(0.05 * (jobs - 1))`` jobs may wait longer than ``W``.
 
 1. Per interval ``i`` and fleet size ``n``, ``late_i(n)`` counts that interval's jobs that
    would wait longer than ``W`` with ``n`` workers, all idle at the interval's start
@@ -16,8 +17,8 @@ most ``budget = floor(0.05 * (jobs - 1))`` jobs may wait longer than ``W``.
    jobs count as late and are never served), so it can fall below the work itself. Every
    plan must also run every job, so the bound is ``max(dual, total service / slots)``.
 
-``feasible_plan`` is the other side: interval by interval, the fewest workers that keep
-that interval's late jobs within 5% of its own given the backlog the plan so far carries
+``feasible_plan`` is the other side: interval by interval, the fewest workers that
+keep that interval's late jobs within 5% of its own given the backlog the plan so far carries
 in. Replayed with perfect-foresight pre-booting (:class:`bench.scalers.Schedule`), it shows
 what an omniscient per-interval controller achieves; the true optimum lies between the two.
 """
@@ -25,6 +26,7 @@ what an omniscient per-interval controller achieves; the true optimum lies betwe
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -55,15 +57,23 @@ def _waits(arrival: list[float], service: list[float], servers: int) -> np.ndarr
     return out
 
 
+def _intervals(trace: Trace, interval_s: float) -> list[tuple[list[float], list[float]]]:
+    """Arrivals and service times of each interval, empty intervals included."""
+    if not len(trace):
+        return []
+    n_intervals = int(trace.arrival_s[-1] // interval_s) + 1
+    cuts = np.searchsorted(trace.arrival_s, np.arange(n_intervals + 1) * interval_s, side="left").tolist()
+    arr, svc = trace.arrival_s.tolist(), trace.service_s.tolist()
+    return [(arr[a:b], svc[a:b]) for a, b in itertools.pairwise(cuts)]
+
+
 def late_table(trace: Trace, interval_s: float, max_wait_s: float, slots: int) -> list[list[int]]:
-    """``late[i][n]`` for ``n = 0 .. first n with no late job``."""
-    bins = (trace.arrival_s // interval_s).astype(int)
-    n_intervals = int(bins[-1]) + 1 if len(trace) else 0
+    """``late[i][n]`` for ``n = 0 .. first n with no late job`` (intervals with no job left out)."""
     table = []
-    for i in range(n_intervals):
-        idx = np.flatnonzero(bins == i)
-        arr, svc = trace.arrival_s[idx].tolist(), trace.service_s[idx].tolist()
-        row = [len(idx)]
+    for arr, svc in _intervals(trace, interval_s):
+        if not arr:
+            continue
+        row = [len(arr)]
         n = 0
         while row[-1] > 0:
             n += 1
@@ -119,14 +129,10 @@ def _serve(free: list[float], arrival: list[float], service: list[float], max_wa
 def feasible_plan(trace: Trace, interval_s: float, max_wait_s: float, slots: int, quantile: float = 0.95) -> list[int]:
     """Interval by interval, the fewest workers that keep that interval's late jobs within
     ``1 - quantile`` of its own, with the backlog carried in from the plan so far."""
-    bins = (trace.arrival_s // interval_s).astype(int)
-    n_intervals = int(bins[-1]) + 1 if len(trace) else 0
     free: list[float] = []
     plan = []
-    for i in range(n_intervals):
-        idx = np.flatnonzero(bins == i)
-        arr, svc = trace.arrival_s[idx].tolist(), trace.service_s[idx].tolist()
-        allowed = math.floor((1.0 - quantile) * len(idx))
+    for i, (arr, svc) in enumerate(_intervals(trace, interval_s)):
+        allowed = math.floor((1.0 - quantile) * len(arr))
         n = 0
         while True:
             trial = _resize(free, n * slots, i * interval_s)

@@ -16,7 +16,6 @@ other systems' published behaviour, each with its constants as fields:
   ``ceil(capacity * metric / target)``, where capacity includes booting instances but the
   metric does not. Plus the documented extra step policy for 0 -> 1, fired by the
   HasBacklogWithoutCapacity alarm after one 1-minute datapoint.
-- ``Static``: a constant fleet.
 - ``Schedule``: a per-interval fleet plan known in advance, launched ``lead_s`` ahead so each
   interval's workers are ready when it starts (the oracle's plan).
 """
@@ -37,15 +36,23 @@ MODEL = "model"
 @dataclass
 class Tidal:
     config: ScalingConfig
-    interval_s: float
     name: str = "tidal"
+    idle_until: float = 0.0
     _state: dict[str, ModelState] = field(default_factory=dict)
     _next: float = 0.0
+    _arrivals: int = 0
+    _completions: int = 0
+    _run_s: float = 0.0
 
     def desired(self, view: View) -> int | None:
+        # The simulator may tick more often than the autoscaler; what happens in between is
+        # reported on the autoscaler's next tick, as the counters in Redis would be.
+        self._arrivals += view.arrivals
+        self._completions += view.completions
+        self._run_s += view.completed_run_s
         if view.now < self._next:
             return None
-        self._next = view.now + self.interval_s
+        self._next = view.now + self.config.interval_s
         obs = ModelObservation(
             queued=view.queued,
             in_flight=view.in_flight,
@@ -54,8 +61,16 @@ class Tidal:
             idle_workers=view.idle,
             booting=view.booting,
             draining=view.draining,
+            arrivals=self._arrivals,
+            completions=self._completions,
+            completed_run_s=self._run_s,
+            booting_age_s=view.booting_age_s,
         )
+        self._arrivals = self._completions = 0
+        self._run_s = 0.0
         decisions, self._state = decide({MODEL: obs}, {MODEL: self.config}, self._state, view.now)
+        quiet = decisions[MODEL].quiet_until
+        self.idle_until = quiet if quiet is not None else 0.0
         return decisions[MODEL].desired
 
 
@@ -66,6 +81,7 @@ class Keda:
     stabilization_s: float = 300.0
     cooldown_s: float = 300.0
     name: str = "keda"
+    idle_until: float = 0.0
     _history: deque[tuple[float, int]] = field(default_factory=deque)
     _last_active: float = 0.0
     _next: float = 0.0
@@ -73,12 +89,15 @@ class Keda:
     def desired(self, view: View) -> int | None:
         if view.now < self._next:
             return None
-        self._next = view.now + self.poll_s
+        # Polls stay on their own grid even when the simulator skips idle ticks.
+        self._next = (math.floor(view.now / self.poll_s) + 1) * self.poll_s
+        self.idle_until = 0.0
         pending = view.queued
         if pending > 0:
             self._last_active = view.now
         elif view.now - self._last_active >= self.cooldown_s:
             self._history.clear()
+            self.idle_until = math.inf  # deactivated: only a pending job changes that
             return 0
         current = view.ready + view.booting
         raw = max(1, math.ceil(pending / self.list_length))  # HPA's floor while KEDA is active
@@ -100,6 +119,8 @@ class SageMaker:
     scale_out_cooldown_s: float = 300.0
     scale_in_cooldown_s: float = 600.0
     name: str = "sagemaker"
+    # With no instance and no backlog there is no datapoint and nothing to act on.
+    idle_until: float = math.inf
     _samples: list[float] = field(default_factory=list)
     _backlog_without_capacity: bool = False
     _points: deque[float] = field(default_factory=deque)
@@ -114,7 +135,7 @@ class SageMaker:
         self._backlog_without_capacity |= backlog > 0 and view.ready + view.booting == 0
         if view.now < self._period_end:
             return None
-        self._period_end = view.now + self.period_s
+        self._period_end = (math.floor(view.now / self.period_s) + 1) * self.period_s
         capacity = view.ready + view.booting
         if self._backlog_without_capacity:
             self._backlog_without_capacity = False
@@ -145,23 +166,21 @@ class SageMaker:
 
 
 @dataclass
-class Static:
-    workers: int
-    name: str = "static"
-
-    def desired(self, view: View) -> int | None:
-        return self.workers
-
-
-@dataclass
 class Schedule:
     workers: Sequence[int]  # one count per interval
     interval_s: float
     lead_s: float
     name: str = "oracle"
+    idle_until: float = 0.0
 
     def desired(self, view: View) -> int | None:
         first = int(view.now // self.interval_s)
         last = int((view.now + self.lead_s) // self.interval_s)
         upcoming = self.workers[first : last + 1]
-        return max(upcoming) if upcoming else 0
+        wanted = max(upcoming) if upcoming else 0
+        if wanted == 0:
+            later = next((k for k in range(last + 1, len(self.workers)) if self.workers[k] > 0), None)
+            self.idle_until = math.inf if later is None else later * self.interval_s - self.lead_s
+        else:
+            self.idle_until = 0.0
+        return wanted
