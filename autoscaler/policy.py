@@ -20,7 +20,8 @@ they start, for the least GPU time. Per model and tick, from the estimates of
 2. **Launch for a lasting rate**: the Erlang-C floor of the rate both rate windows support.
 3. **Hold what was needed** within ``hold_s`` (one cold start unless ``scale_down_window_s``
    says otherwise): releasing capacity and needing it again costs a cold start, the
-   break-even of ski rental. Busy workers always stay.
+   break-even of ski rental. Busy workers always stay; a worker still draining is put back
+   rather than a new one launched.
 4. **While idle**, the learned keep-alive plan decides about the pool (hold it through gaps
    likely to end soon, pre-warm it ahead of gaps that end predictably), unless the SLO is
    out of reach at ``cost_bias`` times a job's run time of idle GPU per late job, in which
@@ -102,7 +103,7 @@ def _launch(obs: ModelObservation, cfg: ScalingConfig, est: Estimates, late_pric
     rates = [(est.surge_left_s, max(est.surge_rate, after)), (math.inf, after)]
     launch, left, slots_then, late = launches_needed(
         cold, obs.queued, obs.workers * cfg.slots, coming, rates, est.run_s, cfg.slots, wait,
-        late_price, cold + cfg.hold_s,
+        late_price, cold + cfg.hold_s, est.surge_s, max(0, cfg.max_workers - current),
     )
     if launch and slots_then:
         return launch, (f"expected wait {left * est.run_s / slots_then:.0f}s > {wait:g}s target when a new worker "
@@ -163,7 +164,8 @@ def decide_model(
         per_worker = cfg.slots * (1.0 + cfg.target_wait_s / est.run_s)
         backlog_need = math.ceil((obs.queued + obs.in_flight) / per_worker - 1e-9)
         held = _slide(held, now, max(busy, est.floor, backlog_need, up), cfg.hold_s)
-        kept = min(current, max(v for _, v in held))
+        # Workers still draining are warm: what the work justifies may be kept from them too.
+        kept = min(current + obs.draining, max(v for _, v in held))
         desired = max(busy, est.launch_floor, up, kept)
         if est.launch_floor >= max(up, kept, busy) and est.launch_floor:
             notes.append(f"{est.lasting_rate:.3g}/s x {est.run_s:.3g}s: {est.launch_floor} workers keep p95 wait "

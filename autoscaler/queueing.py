@@ -66,15 +66,41 @@ def backlog_at(
     return q, ready_slots + sum(extra for _, extra in coming)
 
 
-def late_after(left: float, slots: int, rate: float, run_s: float, wait_s: float) -> float:
-    """Jobs arriving at ``rate`` from now that start later than ``wait_s``, behind a queue of
-    ``left`` on ``slots``: those that arrive while the queue is longer than the slots clear in
-    ``wait_s``, until it drains. A queue that does not drain is counted as if one slot drained it."""
-    threshold = slots * wait_s / run_s
-    if left <= threshold:
+def _count_late(first: float, last: float, wait0: float, slope: float, wait_s: float) -> float:
+    """How many of the queue positions ``first < k <= last`` (a continuum) have a wait
+    ``wait0 + slope * k`` above ``wait_s``."""
+    if last <= first:
         return 0.0
-    drain = max(slots / run_s - rate, 1.0 / run_s)
-    return rate * (left - threshold) / drain
+    if slope == 0.0:
+        return last - first if wait0 > wait_s else 0.0
+    cut = (wait_s - wait0) / slope
+    if slope > 0.0:  # later positions wait longer: late above the cut
+        return last - min(max(cut, first), last)
+    return min(max(cut, first), last) - first  # earlier positions wait longer: late below the cut
+
+
+def late_jobs(left: float, slots: int, free: int, oldest_s: float, rate: float, run_s: float, wait_s: float) -> float:
+    """Jobs that start later than ``wait_s``, among ``left`` queued now and those arriving from now on.
+
+    FIFO on ``slots`` slots draining ``mu = slots / run_s`` jobs per second, of which ``free``
+    are idle now and start the oldest jobs at once. The queued jobs arrived evenly over the
+    last ``oldest_s`` seconds; position ``k`` (1 the oldest) has waited ``oldest_s - (k - 1) /
+    queue_rate`` and starts ``max(0, k - free) / mu`` from now. Later arrivals come at ``rate``
+    and wait for the queue they find. A queue that does not drain is counted as if one slot
+    drained it.
+    """
+    mu = slots / run_s
+    late = 0.0
+    if left > 0.0:
+        gap = oldest_s / left  # seconds between queued arrivals
+        head = min(float(free), left)
+        late += _count_late(0.0, head, oldest_s + gap, -gap, wait_s)
+        late += _count_late(head, left, oldest_s + gap - free / mu, 1.0 / mu - gap, wait_s)
+    ahead = max(0.0, left - free)
+    threshold = mu * wait_s
+    if ahead > threshold:
+        late += rate * (ahead - threshold) / max(mu - rate, 1.0 / run_s)
+    return late
 
 
 def launches_needed(
@@ -88,14 +114,19 @@ def launches_needed(
     wait_s: float,
     late_price_s: float,
     launch_cost_s: float,
+    queue_age_s: float = 0.0,
+    most: int = 1000,
 ) -> tuple[int, float, int, float]:
     """(workers to launch now, jobs still queued when they would be ready, slots running then,
-    jobs arriving after that which would still start late).
+    jobs that would still start late).
 
-    A worker launched now takes jobs after ``cold_start_s``; jobs queued before then are late
-    or not whatever is launched. Each further worker is worth the late arrivals it avoids
-    after that, at ``late_price_s`` GPU-seconds each, against ``launch_cost_s`` (its boot and
-    the time it is held). With nothing running or booting, or too little for the arrivals
+    A worker launched now takes jobs after ``cold_start_s``. Each further worker is worth the
+    late jobs it avoids among those queued then and those arriving after (:func:`late_jobs`;
+    the oldest queued then has waited ``queue_age_s`` plus the cold start, so with a long one
+    the queued have waited too long already), at ``late_price_s``
+    GPU-seconds each, against ``launch_cost_s`` (its boot and the time it is held), up to
+    ``most``. A cold start shorter than the target gets at least the workers that drain the queue
+    left within the target. With nothing running or booting, or too little for the arrivals
     then, so that the queue would never drain, workers are launched regardless: every job
     must run.
     """
@@ -103,7 +134,8 @@ def launches_needed(
     rate_then = next((r for u, r in rates if u >= cold_start_s), rates[-1][1] if rates else 0.0)
 
     def late(n: int) -> float:
-        return late_after(left, slots_then + n * slots, rate_then, run_s, wait_s)
+        return late_jobs(left, slots_then + n * slots, n * slots, queue_age_s + cold_start_s, rate_then, run_s,
+                         wait_s)
 
     launch = 0
     if queued and slots_then == 0:
@@ -112,8 +144,20 @@ def launches_needed(
     stable = rate_then * run_s
     if slots_then + launch * slots <= stable:
         launch = math.floor((stable - slots_then) / slots) + 1
+    # A worker ready within the target can still start queued jobs in time: then the queue left
+    # is drained within the target, as many workers as that takes.
+    if cold_start_s < wait_s and left > 0.0:
+        launch = max(launch, math.ceil((left * run_s / wait_s - slots_then) / slots - 1e-9))
     if left > 0.0 and late_price_s > 0.0:
-        # Marginal value: keep adding while one more worker saves more than it costs.
-        while late_price_s * (late(launch) - late(launch + 1)) > launch_cost_s:
-            launch += 1
+        # The number that saves the most late jobs net of what it costs. Not a marginal search:
+        # queued jobs that started late already save nothing until enough workers start the young
+        # ones at once.
+        base, base_late = launch, late(launch)
+        best = 0.0
+        for n in range(base + 1, max(base, most) + 1):
+            gain = late_price_s * (base_late - late(n)) - launch_cost_s * (n - base)
+            if gain > best:
+                best, launch = gain, n
+            if late(n) <= 0.0:
+                break
     return launch, left, slots_then, late(launch)

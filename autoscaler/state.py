@@ -88,13 +88,26 @@ def to_json(state: AutoscalerState) -> str:
     )
 
 
+def _policy(saved: Mapping[str, Any]) -> dict[str, ModelState]:
+    """The models' policy states that read back. The policy's memory is relearned from traffic, so
+    one saved in another shape (an earlier version's) is dropped rather than failing the whole state,
+    whose launches in progress must not be forgotten."""
+    out = {}
+    for model, d in saved.items():
+        try:
+            out[model] = ModelState.from_dict(d)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return out
+
+
 def from_json(text: str) -> AutoscalerState:
     """Parse a saved state; ``ValueError`` if it is not one."""
     try:
         d = json.loads(text)
         return AutoscalerState(
             epoch=str(d["epoch"]),
-            policy={m: ModelState.from_dict(s) for m, s in d["policy"].items()},
+            policy=_policy(d["policy"]),
             launch_seq={p: int(n) for p, n in d["launch_seq"].items()},
             launching={
                 i: Launch(str(v["pool"]), float(v["at"]), int(v.get("capacity", 1))) for i, v in d["launching"].items()

@@ -34,12 +34,16 @@ class Clock:
         return self.t
 
 
-def settings(**autoscaler: float) -> Settings:
+def settings(cost_bias: float = 100.0, **autoscaler: float) -> Settings:
+    # A late job priced at 100 cold starts: every queued job is worth a worker, so a burst launches
+    # up to max_step per tick and max_workers, the bounds these tests are about. The policy's own
+    # rules are pinned in tests/unit/test_autoscaler_policy.py.
     return Settings(
-        models={MODEL: ModelSettings(handler="worker.handlers.echo:Echo", max_workers=3, mean_run_s=1.0)},
+        models={MODEL: ModelSettings(handler="worker.handlers.echo:Echo", max_workers=3, mean_run_s=1.0,
+                                     cost_bias=cost_bias)},
         autoscaler=AutoscalerSettings(
             **{  # type: ignore[arg-type]
-                "acceptable_wait_s": 3.0,  # target 4 jobs per one-slot worker
+                "acceptable_wait_s": 3.0,  # backlog of 4 jobs per one-slot worker justified
                 "scale_down_window_s": 10.0,
                 "idle_timeout_s": 30.0,
                 "boot_timeout_s": 60.0,
@@ -77,7 +81,7 @@ def test_first_job_starts_one_worker_and_later_runs_do_nothing_new(r: redis.Redi
     clock = Clock()
     # The provider lists a new instance only 30 s later: the autoscaler must remember its launch.
     provider = FakeProvider(clock, list_lag_s=30.0)
-    cfg = settings()
+    cfg = settings(cost_bias=1.0)  # 3 jobs of 1 s justify no second launch while the first boots
 
     async def body(store: Store) -> None:
         report = await run_once(store, provider, cfg, clock=clock)
@@ -170,7 +174,7 @@ def test_scale_in_drains_then_stops_only_an_empty_worker(r: redis.Redis, redis_u
 def test_idle_fleet_goes_to_zero_after_idle_timeout(r: redis.Redis, redis_url: str) -> None:
     clock = Clock()
     provider = FakeProvider(clock)
-    cfg = settings()
+    cfg = settings(scale_down_window_s=40.0)  # the hold would keep it longer: idle_timeout_s caps it
 
     async def body(store: Store) -> None:
         queue_jobs(r, 1)
@@ -356,7 +360,8 @@ def test_decision_is_recorded_for_the_api(r: redis.Redis, redis_url: str) -> Non
         await run_once(store, provider, settings(), clock=clock)
         scale = {str(k): str(v) for k, v in r.hgetall(keys.model_scale(MODEL)).items()}
         assert scale["desired"] == "2" and scale["current"] == "0"
-        assert scale["reason"].startswith("queued=12 in_flight=0 target=4/worker")
+        assert scale["reason"].startswith("queued=12 in_flight=0 workers=0 busy=0 booting=0")
+        assert "queued and no worker: launching" in scale["reason"] and "max_step=2" in scale["reason"]
         assert float(scale["at"]) == clock.t
         assert scale["actions"] == "launch 2"
 
@@ -406,16 +411,14 @@ def test_failed_terminate_is_retried_by_the_next_tick(r: redis.Redis, redis_url:
 def test_loop_ticks_until_stopped_and_dry_run_windows_advance(r: redis.Redis, redis_url: str) -> None:
     clock = Clock()
     provider = FakeProvider(clock)
-    cfg = settings(scale_down_window_s=3.0)
+    cfg = settings(idle_timeout_s=3.0, scale_down_window_s=60.0)
 
     async def body(store: Store) -> None:
         queue_jobs(r, 1)
         await run_once(store, provider, cfg, clock=clock)
         (inst,) = provider.alive(MODEL)
         await boot(store, inst, clock)
-        await boot(store, Instance("i-elsewhere", MODEL, "running", clock()), clock)  # not the provider's
         r.delete(keys.model_queue(MODEL))
-        r.rpush(keys.worker_active(f"w-{inst.id}"), "job-running")
 
         stop = asyncio.Event()
         reports: list[TickReport] = []
@@ -429,9 +432,12 @@ def test_loop_ticks_until_stopped_and_dry_run_windows_advance(r: redis.Redis, re
         await run_loop(
             store, provider, cfg, stop, interval_s=0.01, dry_run=True, clock=clock, on_tick=on_tick
         )
-        # The window elapses on the fourth tick; as nothing was acted on, the fifth opens a new one.
-        assert [rep.decisions[MODEL].desired for rep in reports] == [2, 2, 2, 1, 2]
+        # The model is idle from the first tick on; the idle clock reaches idle_timeout_s on the fourth
+        # only because the dry run carries its state from tick to tick (nothing is saved or acted on).
+        assert [rep.decisions[MODEL].desired for rep in reports] == [1, 1, 1, 0, 0]
+        assert "idle_timeout" in reports[3].decisions[MODEL].reason
         assert provider.launch_calls == [(MODEL, 1, provider.launch_calls[0][2])]
+        assert provider.alive(MODEL) == [inst]
         assert r.exists(keys.model_scale(MODEL)) == 1  # only from the real run before the loop
 
     with_store(redis_url, body)
@@ -474,7 +480,7 @@ def test_provider_memory_survives_from_one_run_to_the_next(r: redis.Redis, redis
 def test_load_returning_puts_a_draining_worker_back_instead_of_launching(r: redis.Redis, redis_url: str) -> None:
     clock = Clock()
     provider = FakeProvider(clock)
-    cfg = settings()
+    cfg = settings(cost_bias=1.0)  # a backlog that justifies 2 workers but no launch
 
     async def body(store: Store) -> None:
         _, wb, _ = await two_workers_then_drain_the_idle_one(r, store, provider, cfg, clock)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -135,7 +136,7 @@ def test_plan_stops_drained_workers_and_failed_instances() -> None:
 def test_state_round_trips_through_json() -> None:
     s = AutoscalerState(
         epoch="abcd",
-        policy={"echo": ModelState(below_since=1.5, window_peak=2, idle_since=None)},
+        policy={"echo": ModelState(held=((1.5, 2),), gpu_rate=0.5)},
         launch_seq={"echo": 3},
         launching={"i-1": Launch("echo", 5.0)},
         stopped={"i-2": 6.0},
@@ -150,6 +151,14 @@ def test_state_round_trips_through_json() -> None:
     assert from_json(to_json(wide)).launching["i-4"].capacity == 8
     assert s.launch_token("echo") == "tidal-abcd-echo-3"
     assert AutoscalerState.fresh().launch_token("echo").endswith("-echo-0")
+
+
+def test_policy_state_of_another_shape_is_dropped_and_the_rest_kept() -> None:
+    s = AutoscalerState(epoch="abcd", launching={"i-1": Launch("echo", 5.0)})
+    saved = json.loads(to_json(s))
+    saved["policy"] = {"echo": {"below_since": 1.5, "window_peak": 2, "idle_since": None}}
+    back = from_json(json.dumps(saved))
+    assert back.policy == {} and back.launching == s.launching
 
 
 @pytest.mark.parametrize("text", ["", "[]", '{"epoch": "x"}', '{"epoch": "x", "policy": 3}'])
