@@ -6,6 +6,7 @@ output, not the test's.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -68,13 +69,15 @@ def test_routing_quick(tmp_path: Path) -> None:
 
 
 POLICIES = {"tidal", "tidal-cost-only", "tidal-slo-first", "static-peak", "oracle-schedule", "keda", "sagemaker"}
-GOALS = {"not_dominated_by_static", "within_oracle_slack", "beats_keda", "beats_sagemaker", "short_gap_models_within_slo"}
+GOALS = {"not_dominated_by_static", "within_oracle_slack", "beats_keda", "beats_sagemaker",
+         "short_gap_models_within_slo"}
 
 
 def check_trace(res: dict[str, Any]) -> None:
     head = res["headline"]
     assert set(head["gpu_hours"]) == set(head["p95_wait_s"]) == POLICIES == set(res["policies"])
-    assert head["oracle_bound_gpu_hours"] > 0 and head["target_p95_wait_s"] == res["policies"]["tidal"]["wait_s"]["p95"]
+    assert head["oracle_bound_gpu_hours"] > 0
+    assert head["target_p95_wait_s"] == res["policies"]["tidal"]["wait_s"]["p95"]
     for key in ("tidal_vs_oracle_bound", "tidal_vs_static_peak"):
         assert head[key] is None or head[key] > 0
     for rep in res["policies"].values():
@@ -84,7 +87,7 @@ def check_trace(res: dict[str, Any]) -> None:
     assert all(g["met"] in (True, False, None) for g in res["goals"].values())
     points = res["static_frontier"]
     assert points and all(a["gpu_hours"] <= b["gpu_hours"] and a["p95_wait_s"] > b["p95_wait_s"]
-                          for a, b in zip(points, points[1:], strict=False))
+                          for a, b in itertools.pairwise(points))
     for row in res["models"].values():
         assert set(row["p95_wait_s"]) == set(row["gpu_hours"]) == POLICIES - {"static-peak"}
     assert res["oracle"]["binding"] in ("work", "knapsack")
