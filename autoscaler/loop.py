@@ -112,7 +112,9 @@ async def tick(
         cfg.boot_timeout_s,
         now,
         boot_errors=observed.boot_errors,
+        counted=state.counters,
     )
+    state = replace(state, counters={m: f.totals for m, f in fleets.items()})
     for m, fleet in fleets.items():
         state = health.resume_if_changed(state, m, observed.digests.get(m))
         state = health.registered(state, m, fleet.registered)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from autoscaler.policy import ModelObservation
 from autoscaler.provider import Instance, Provider
 from autoscaler.state import Launch
-from core.fleet import FleetSnapshot, WorkerState, WorkerView
+from core.fleet import Counters, FleetSnapshot, WorkerState, WorkerView
 from core.registry import BootError
 from core.store import AutoscalerStore
 
@@ -47,6 +47,9 @@ class ModelFleet:
     managed: frozenset[str]  # instance ids the provider runs for this model
     registered: tuple[str, ...] = ()  # instances we launched whose workers have now registered
     last_boot_error: str | None = None  # the newest reason a worker of this model gave for not starting
+    at: float = 0.0  # when it was measured
+    totals: Counters = field(default_factory=Counters)  # the model's running totals as read
+    since: Counters = field(default_factory=Counters)  # what happened since the last tick's totals
 
     def observation(self) -> ModelObservation:
         # Jobs held by draining workers are not counted: capacity that is going away finishes
@@ -59,6 +62,10 @@ class ModelFleet:
             idle_workers=sum(1 for w in self.ready if w.outstanding == 0),
             booting=sum(b.capacity for b in self.booting),
             draining=len(self.draining),
+            arrivals=self.since.arrivals,
+            completions=self.since.completions,
+            completed_run_s=self.since.run_s,
+            booting_age_s=tuple(max(0.0, self.at - b.launched_at) for b in self.booting for _ in range(b.capacity)),
         )
 
 
@@ -77,8 +84,12 @@ def measure(
     boot_timeout_s: float,
     now: float,
     boot_errors: Mapping[str, Mapping[str, BootError]] | None = None,
+    counted: Mapping[str, Counters] | None = None,
 ) -> dict[str, ModelFleet]:
     """One :class:`ModelFleet` per model in ``slots`` (the configured models).
+
+    ``counted`` holds the models' running totals as the last tick read them; each fleet
+    carries what happened since (nothing on a model's first tick).
 
     An instance is the provider's, or one we launched that the provider does not list yet
     (it is eventually consistent). Instances we already stopped are left out, as are those
@@ -118,6 +129,9 @@ def measure(
                 iid for iid, launch in launching.items() if launch.pool == model and iid in claimed
             ),
             last_boot_error=newest.error if newest else None,
+            at=now,
+            totals=load.counters if load else Counters(),
+            since=(load.counters if load else Counters()).since((counted or {}).get(model)),
         )
     return fleets
 

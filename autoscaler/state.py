@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from autoscaler.policy import ModelState
+from core.fleet import Counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ class AutoscalerState:
     broken: Mapping[str, Broken] = field(default_factory=dict)
     # Opaque memory of a provider that keeps some (the EC2 one's unavailable offerings).
     provider: Mapping[str, Any] = field(default_factory=dict)
+    # Each model's running totals (arrivals, completions) as the last tick read them.
+    counters: Mapping[str, Counters] = field(default_factory=dict)
 
     @classmethod
     def fresh(cls) -> AutoscalerState:
@@ -83,6 +86,7 @@ def to_json(state: AutoscalerState) -> str:
             "failed_in_a_row": dict(state.failed_in_a_row),
             "broken": {p: {"reason": b.reason, "digest": b.digest} for p, b in state.broken.items()},
             "provider": dict(state.provider),
+            "counters": {m: [c.arrivals, c.completions, c.run_s] for m, c in state.counters.items()},
         },
         sort_keys=True,
     )
@@ -122,6 +126,7 @@ def from_json(text: str) -> AutoscalerState:
                 for p, b in d.get("broken", {}).items()
             },
             provider=dict(d.get("provider", {})),
+            counters={m: Counters(int(a), int(c), float(r)) for m, (a, c, r) in d.get("counters", {}).items()},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"not an autoscaler state: {exc!r}") from exc

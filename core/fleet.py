@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -167,11 +167,30 @@ class ScaleRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Counters:
+    """Running totals for one model since its counters began."""
+
+    arrivals: int = 0  # jobs accepted
+    completions: int = 0  # runs finished by workers
+    run_s: float = 0.0  # their run times, summed
+
+    def since(self, before: Counters | None) -> Counters:
+        """What happened since ``before``; all of it if the totals went back (counters lost)."""
+        if before is None:
+            return Counters()
+        if self.arrivals < before.arrivals or self.completions < before.completions:
+            return self
+        return Counters(self.arrivals - before.arrivals, self.completions - before.completions,
+                        max(0.0, self.run_s - before.run_s))
+
+
+@dataclass(frozen=True, slots=True)
 class ModelLoad:
     model: str
     backlog: int  # waiting in the model's queues
     policy_override: str | None
     scale: ScaleRecord | None = None  # the autoscaler's last decision
+    counters: Counters = field(default_factory=Counters)  # running totals of jobs and runs
 
 
 @dataclass(frozen=True, slots=True)

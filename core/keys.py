@@ -104,6 +104,12 @@ def model_scale(model: str) -> str:
     return f"tidal:model:{model}:scale"
 
 
+def model_counters(model: str) -> str:
+    """Running totals of a model's accepted jobs (``arrivals``) and of the runs workers finished
+    (``completions``, ``run_s``): the autoscaler takes differences between its ticks."""
+    return f"tidal:model:{model}:counters"
+
+
 def idempotency(model: str, key: str) -> str:
     return f"tidal:idem:{model}:{key}"
 

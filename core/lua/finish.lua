@@ -16,5 +16,8 @@ if w[1] then  -- still registered
   redis.call('HSET', worker_info, 'ewma_run_s', tostring(run), 'last_job_at', now)
   redis.call('HINCRBY', worker_info, 'jobs_done', 1)
 end
+-- A finished run counts for the autoscaler's run-time estimate whether or not its outcome was kept.
+redis.call('HINCRBY', counters, 'completions', 1)
+redis.call('HINCRBYFLOAT', counters, 'run_s', run_s)
 redis.call('PUBLISH', dispatch_channel, event)
 return accepted

@@ -14,5 +14,6 @@ redis.call('RPUSH', queue, job_id)
 redis.call('SADD', rq_queues, queue)
 redis.call('ZADD', expiry, expires_at_s, job_id)
 if idempotency_ttl_s ~= '0' then redis.call('SET', idempotency, job_id, 'EX', idempotency_ttl_s) end
+redis.call('HINCRBY', counters, 'arrivals', 1)
 redis.call('PUBLISH', dispatch_channel, event)
 return {'ok', job_id}

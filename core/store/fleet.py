@@ -1,11 +1,12 @@
-"""The fleet as one read: every registered worker and each model's backlog, policy and scale record."""
+"""The fleet as one read: every registered worker and each model's backlog, policy, scale record and
+running totals (jobs accepted, runs finished, their run seconds: the submit and finish scripts keep them)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from core import keys
-from core.fleet import FleetSnapshot, ModelLoad, ScaleRecord, WorkerView
+from core.fleet import Counters, FleetSnapshot, ModelLoad, ScaleRecord, WorkerView
 from core.store.backend import Backend
 from core.store.errors import store_call
 
@@ -26,6 +27,7 @@ class Fleet(Backend):
                     p.llen(q)
                 p.get(keys.model_policy(m))
                 p.hgetall(keys.model_scale(m))
+                p.hmget(keys.model_counters(m), ["arrivals", "completions", "run_s"])
             res = await p.execute()
         workers = []
         for i in range(len(ids)):
@@ -35,6 +37,8 @@ class Fleet(Backend):
         loads = {}
         base = 4 * len(ids)
         for j, m in enumerate(models):
-            hi, no, lo, policy, scale = res[base + 5 * j: base + 5 * j + 5]
-            loads[m] = ModelLoad(m, int(hi) + int(no) + int(lo), policy, ScaleRecord.from_hash(scale))
+            hi, no, lo, policy, scale, counted = res[base + 6 * j: base + 6 * j + 6]
+            arrivals, completions, run_s = (float(c or 0) for c in counted)
+            loads[m] = ModelLoad(m, int(hi) + int(no) + int(lo), policy, ScaleRecord.from_hash(scale),
+                                 Counters(int(arrivals), int(completions), run_s))
         return FleetSnapshot(workers, loads)

@@ -36,7 +36,7 @@ class Jobs(Backend):
                 job=job_key, queue=keys.model_queue(job.model, job.priority), rq_queues=keys.RQ_QUEUES,
                 high=high, normal=normal, low=low,
                 idempotency=keys.idempotency(job.model, idempotency_key) if idempotency_key else job_key,
-                expiry=keys.EXPIRY,
+                expiry=keys.EXPIRY, counters=keys.model_counters(job.model),
             ),
             SubmitArgs(
                 job_id=job.id, max_queue_len=max_queue_len,

@@ -120,6 +120,7 @@ class SubmitKeys:
     low: str
     idempotency: str  # the job key when there is none
     expiry: str
+    counters: str  # the model's running totals (core.keys.model_counters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +226,7 @@ class FinishKeys:
     job: str
     worker_active: str
     worker_info: str
+    counters: str  # the model's running totals (core.keys.model_counters)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,7 @@ class Workers(Backend):
         accepted = await self.scripts(
             FINISH,
             FinishKeys(job=keys.job(job_id), worker_active=keys.worker_active(worker_id),
-                       worker_info=keys.worker_info(worker_id)),
+                       worker_info=keys.worker_info(worker_id), counters=keys.model_counters(model)),
             FinishArgs(
                 job_id=job_id, worker_id=worker_id, attempt=attempt, state=state, status=state.rq_status,
                 field=JobField.OUTPUT if ok else JobField.ERROR, payload=payload, now=now,

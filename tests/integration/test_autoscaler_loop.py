@@ -7,6 +7,7 @@ ids pushed onto the model, worker and active lists the registry contract names.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from autoscaler.state import from_json
 from core import keys
 from core.errors import ProviderError, ThrottledError
 from core.fleet import WorkerRecord
+from core.jobs import NewJob
 from core.settings import AutoscalerSettings, ModelSettings, Settings
 from core.store import Store
 
@@ -101,6 +103,30 @@ def test_first_job_starts_one_worker_and_later_runs_do_nothing_new(r: redis.Redi
             assert report.fleets[MODEL].observation().booting == 1
             assert report.actions[MODEL].launch == 0
         assert len(provider.alive(MODEL)) == 1
+
+    with_store(redis_url, body)
+
+
+def test_arrivals_and_completions_since_the_last_tick_reach_the_policy(r: redis.Redis, redis_url: str) -> None:
+    clock = Clock()
+    provider = FakeProvider(clock)
+
+    async def body(store: Store) -> None:
+        await run_once(store, provider, settings(), clock=clock)
+        for _ in range(5):
+            job = NewJob(str(uuid.uuid4()), MODEL, "1", "{}", "normal", timeout_s=30, ttl_s=600, max_attempts=1)
+            await store.submit(job, max_queue_len=100, idempotency_key=None, now=clock())
+        clock.t += 2
+        report = await run_once(store, provider, settings(), clock=clock)
+        seen = report.fleets[MODEL].observation()
+        assert (seen.arrivals, seen.completions, seen.queued, seen.booting) == (5, 0, 5, 0)
+        launched = report.actions[MODEL].launch
+        assert launched >= 1
+        clock.t += 2
+        report = await run_once(store, provider, settings(), clock=clock)
+        seen = report.fleets[MODEL].observation()
+        assert seen.arrivals == 0  # counted once
+        assert seen.booting_age_s == (2.0,) * launched  # launched one tick ago
 
     with_store(redis_url, body)
 

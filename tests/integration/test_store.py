@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from core import keys
-from core.fleet import WorkerRecord
+from core.fleet import Counters, WorkerRecord
 from core.jobs import CANCELED_ERROR, JobState, NewJob
 from core.store import Store
 
@@ -72,6 +72,27 @@ def test_full_lifecycle_and_rq_sees_it(redis_url: str, r: redis.Redis) -> None:
     assert rq_job.get_status() == "finished"
     assert rq_job.args == [{"hello": "world"}]
     assert r.ttl(keys.job(job_id)) > 0  # finished jobs are retained for a while, then expire
+
+
+def test_counters_count_accepted_jobs_and_finished_runs(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        first = await submit(store)
+        await submit(store)
+        await submit(store, model="other")
+        assert await submit(store, idem="k") == await submit(store, idem="k")  # a replay is not a new job
+        assert await submit(store, max_queue_len=3) is None  # refused: not counted
+        await register(store, "w1")
+        await store.dispatch("m", "w1", 1, NOW)
+        await store.take("w1", 0.1)
+        await store.start_job("w1", first, NOW)  # type: ignore[arg-type]
+        await store.finish_job(worker_id="w1", model="m", job_id=first, attempt=1, ok=False,  # type: ignore[arg-type]
+                               payload='"boom"', run_s=2.5, now=NOW + 3)
+        snap = await store.snapshot(["m", "other", "unused"])
+        assert snap.models["m"].counters == Counters(arrivals=3, completions=1, run_s=2.5)
+        assert snap.models["other"].counters == Counters(arrivals=1)
+        assert snap.models["unused"].counters == Counters()
+
+    arun(redis_url, body)
 
 
 def test_dispatch_respects_bound_liveness_and_draining(redis_url: str, r: redis.Redis) -> None:

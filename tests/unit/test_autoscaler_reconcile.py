@@ -13,7 +13,7 @@ from autoscaler.observe import Booting, ModelFleet, measure
 from autoscaler.policy import ModelState
 from autoscaler.provider import Instance
 from autoscaler.state import AutoscalerState, Broken, Launch, forget_old, from_json, to_json
-from core.fleet import FleetSnapshot, ModelLoad, WorkerView
+from core.fleet import Counters, FleetSnapshot, ModelLoad, WorkerView
 from core.registry import BootError
 
 NOW = 10_000.0
@@ -145,12 +145,20 @@ def test_state_round_trips_through_json() -> None:
         failed_in_a_row={"echo": 2},
         broken={"llm": Broken("3 launches in a row never registered a worker", "d1g3st")},
         provider={"unavailable": [{"instance_type": "g5.xlarge", "subnet": "subnet-1", "until": 9.0}]},
+        counters={"echo": Counters(7, 3, 4.5)},
     )
     assert from_json(to_json(s)) == s
     wide = replace(s, launching={"i-4": Launch("echo", 5.0, capacity=8)})
     assert from_json(to_json(wide)).launching["i-4"].capacity == 8
     assert s.launch_token("echo") == "tidal-abcd-echo-3"
     assert AutoscalerState.fresh().launch_token("echo").endswith("-echo-0")
+
+
+def test_counters_since_the_last_read() -> None:
+    before = Counters(10, 4, 8.0)
+    assert Counters(15, 6, 11.5).since(before) == Counters(5, 2, 3.5)
+    assert Counters(15, 6, 11.5).since(None) == Counters()  # a first read tells nothing yet
+    assert Counters(2, 1, 1.0).since(before) == Counters(2, 1, 1.0)  # totals went back: counted afresh
 
 
 def test_policy_state_of_another_shape_is_dropped_and_the_rest_kept() -> None:
