@@ -27,8 +27,8 @@ from autoscaler.queueing import steady_workers
 from autoscaler.scaling import ModelObservation, ScalingConfig
 
 SLO_QUANTILE = 0.95
-# The 5% of jobs the SLO lets wait longer are shared: half for queueing at the steady floor,
-# half for busy periods that start on a cold fleet (see autoscaler.episodes).
+# The steady floor lets half the SLO's 5% wait longer: Erlang C assumes a steady Poisson stream at the
+# estimated rate, and the rest of the 5% absorbs the estimate's error and the queues of rate changes.
 FLOOR_MISS = (1.0 - SLO_QUANTILE) / 2
 # The run-time estimate remembers about this many completions.
 RUN_MEMORY_JOBS = 300
@@ -83,6 +83,7 @@ class Estimates:
     burst_need: int
     floor: int  # workers the short-run rate needs: capacity this holds
     launch_floor: int  # workers the rate both windows support needs: capacity this launches
+    stable_floor: int  # workers that rate needs just to keep its queue from growing
     surge_rate: float  # arrivals per second since the current queue formed (0: no queue)
     surge_s: float  # how long ago it formed
     surge_left_s: float  # how much longer its rate is expected to last
@@ -161,7 +162,7 @@ def update(st: Estimator, obs: ModelObservation, cfg: ScalingConfig, now: float)
         since = st.backlog_since if st.backlog_since is not None else start
         jobs = st.backlog_arrivals + obs.arrivals if st.backlog_since is not None else obs.arrivals
         surge_s = max(now - since, cfg.interval_s)
-        surge_rate = jobs / surge_s
+        surge_rate = max(0, jobs - 1) / surge_s  # one arrival is no rate here either
         # The surge goes on while ticks bring at least half its mean rate: a queue that outlasts its
         # burst (capacity still booting) does not make the burst longer.
         tick_rate = obs.arrivals / max(now - start, cfg.interval_s)
@@ -173,8 +174,9 @@ def update(st: Estimator, obs: ModelObservation, cfg: ScalingConfig, now: float)
             surges = surges.record(max(cfg.interval_s, st.surge_last - st.backlog_since))
         since, jobs, last, surge_s, surge_rate, surge_left = None, 0, None, 0.0, 0.0, 0.0
 
+    stable = min(cfg.max_workers, math.floor(lasting * run_s / cfg.slots) + 1) if lasting > 0 else 0
     est = Estimates(rate, base_rate, lasting, run_s, burst_need(recent, now, run_s, cfg), floor, launch_floor,
-                    surge_rate, surge_s, surge_left)
+                    stable, surge_rate, surge_s, surge_left)
     return est, replace(
         st, at=now, born=born, rate=raw_rate, base_rate=raw_base, run_s_sum=run_sum, done=done, recent=recent,
         backlog_since=since, backlog_arrivals=jobs, surge_last=last, surges=surges,

@@ -110,12 +110,13 @@ def _launch(obs: ModelObservation, cfg: ScalingConfig, est: Estimates, late_pric
                         f"could start ({_fmt_s(cold)}) with {current}: launching {launch}, ready in {_fmt_s(cold)}")
     if launch:
         return launch, f"{obs.queued} queued and no worker: launching {launch}, ready in {_fmt_s(cold)}"
-    if left > 0 and late >= 1:
-        return 0, (f"backlog {obs.queued}: another worker would not save enough late jobs for the "
-                   f"{_fmt_s(cold + cfg.hold_s)} it costs: launching none")
-    if obs.booting:
-        return 0, f"backlog {obs.queued}: the {obs.booting} booting bring the expected wait within {wait:g}s"
-    return 0, f"backlog {obs.queued} drains before a new worker could help ({_fmt_s(cold)}): launching none"
+    if left <= 0.0:
+        return 0, f"backlog {obs.queued} drains before a new worker could help ({_fmt_s(cold)}): launching none"
+    if late >= 0.5:
+        return 0, (f"backlog {obs.queued}: about {late:.0f} jobs will start late whatever is launched now; "
+                   f"more workers would not save enough of them for the {_fmt_s(cold + cfg.hold_s)} each costs: "
+                   f"launching none")
+    return 0, f"backlog {obs.queued}: the {current} running and booting start it within {wait:g}s: launching none"
 
 
 def _idle_note(plan: KeepAlive, idle_s: float, level: int, cfg: ScalingConfig) -> str:
@@ -157,20 +158,21 @@ def decide_model(
         launch, why = _launch(obs, cfg, est, late_price)
         notes.append(why)
     up = current + launch if launch else 0
+    # With the SLO out of reach, a lasting rate buys only the workers that keep its queue from growing.
+    launch_floor = est.launch_floor if late_price > 0 else min(est.launch_floor, est.stable_floor)
 
     if working:
-        # What the work justifies keeping: busy workers, the short-run floor, the backlog at the
-        # acceptable backlog per worker (slots running plus slots * target / run time queued), launches.
-        per_worker = cfg.slots * (1.0 + cfg.target_wait_s / est.run_s)
-        backlog_need = math.ceil((obs.queued + obs.in_flight) / per_worker - 1e-9)
-        held = _slide(held, now, max(busy, est.floor, backlog_need, up), cfg.hold_s)
+        # What is held: capacity that would be bought again if released (ski rental), i.e. what the
+        # short-run floor or a launch justified. A momentary peak of busy workers is not: its queue
+        # drains before a new worker could boot, so releasing the workers it used costs nothing.
+        held = _slide(held, now, max(est.floor, up), cfg.hold_s)
         # Workers still draining are warm: what the work justifies may be kept from them too.
         kept = min(current + obs.draining, max(v for _, v in held))
-        desired = max(busy, est.launch_floor, up, kept)
-        if est.launch_floor >= max(up, kept, busy) and est.launch_floor:
-            notes.append(f"{est.lasting_rate:.3g}/s x {est.run_s:.3g}s: {est.launch_floor} workers keep p95 wait "
-                         f"<= {cfg.target_wait_s:g}s")
-        elif kept > max(up, est.launch_floor, busy):
+        desired = max(busy, launch_floor, up, kept)
+        if launch_floor >= max(up, kept, busy) and launch_floor:
+            goal = f"keep p95 wait <= {cfg.target_wait_s:g}s" if late_price > 0 else "keep up"
+            notes.append(f"{est.lasting_rate:.3g}/s x {est.run_s:.3g}s: {launch_floor} workers {goal}")
+        elif kept > max(up, launch_floor, busy):
             notes.append(f"holding {kept}: needed within the last {_fmt_s(cfg.hold_s)}")
     else:
         idle_s = now - ep.idle_since if ep.idle_since is not None else 0.0
