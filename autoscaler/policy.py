@@ -165,10 +165,14 @@ def decide_model(
         # What is held: capacity that would be bought again if released (ski rental), i.e. what the
         # short-run floor or a launch justified. A momentary peak of busy workers is not: its queue
         # drains before a new worker could boot, so releasing the workers it used costs nothing.
+        # While jobs wait, nothing is released (what runs or boots is in use or on its way to them).
         held = _slide(held, now, max(est.floor, up), cfg.hold_s)
-        # Workers still draining are warm: what the work justifies may be kept from them too.
-        kept = min(current + obs.draining, max(v for _, v in held))
-        desired = max(busy, launch_floor, up, kept)
+        kept = max(min(current, max(v for _, v in held)), current if obs.queued else 0)
+        # Workers still draining are warm and free to take back: a backlog reclaims them up to the
+        # acceptable backlog per worker (slots running plus slots * target / run time waiting).
+        per_worker = cfg.slots * (1.0 + cfg.target_wait_s / est.run_s)
+        reclaim = min(current + obs.draining, math.ceil((obs.queued + obs.in_flight) / per_worker - 1e-9))
+        desired = max(busy, launch_floor, up, kept, reclaim if obs.queued else 0)
         if launch_floor >= max(up, kept, busy) and launch_floor:
             goal = f"keep p95 wait <= {cfg.target_wait_s:g}s" if late_price > 0 else "keep up"
             notes.append(f"{est.lasting_rate:.3g}/s x {est.run_s:.3g}s: {launch_floor} workers {goal}")
@@ -200,7 +204,7 @@ def decide_model(
             # make late at the late-job price): the break-even of ski rental.
             pool = min(current, ep.last_need) if ep.last_need else recent
             break_even = cfg.hold_s + late_price * ep.last_early / max(1, pool)
-            desired = recent if idle_s < cfg.hold_s else pool if idle_s < break_even else 0
+            desired = max(recent if idle_s < cfg.hold_s else 0, pool if idle_s < break_even else 0)
             if desired:
                 notes.append(f"idle {_fmt_s(idle_s)}: keeping {desired} until idle {_fmt_s(break_even)} (break-even "
                              f"with a cold start that makes {ep.last_early} jobs late)")

@@ -80,7 +80,8 @@ SCENARIOS: dict[str, tuple[ScalingConfig, list[Tick]]] = {
             Tick(600, obs(queued=17, in_flight=3, workers=3, arrivals=20), 3, "drains before a new worker could help"),
             Tick(602, obs(queued=11, in_flight=3, workers=3, done=6), 3, "launching none"),
             Tick(604, obs(queued=5, in_flight=3, workers=3, done=6), 3),
-            Tick(606, obs(in_flight=2, workers=3, done=6), 3, "holding 3"),
+            # Idle workers go back to what the rate needs: nothing launched them, none would be relaunched.
+            Tick(606, obs(in_flight=2, workers=3, done=6), (2, 3)),
         ],
     ),
     "a backlog that will still be there when a worker is ready launches for the new rate": (
