@@ -333,6 +333,7 @@ def _plot(done: dict[str, dict[str, Any]], path: Any) -> str:
             ax.plot([rep["wait_s"]["p95"]], [rep["gpu_hours"]], marker, color=color, ms=8, label=pol, ls="none")
         ax.axhline(res["oracle"]["bound_gpu_hours"], color="black", ls=":", lw=0.8, label="oracle lower bound")
         ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=0.0)
         ax.set_xlabel("p95 queue wait (s)")
         ax.set_ylabel("GPU-hours")
         ax.set_title(f"{name}: GPU-hours vs p95 wait", fontsize=9)

@@ -230,6 +230,12 @@ def simulate(
                     fleet[iid].state = "ready"
                     fleet[iid].last_job_at = now
             else:
+                # Ticks are skipped only with nothing running, booting or waiting, and the arrival that
+                # ends a skip came within the last tick: samples before that saw an empty model.
+                while next_sample < now - cfg.tick_s:
+                    for key, val in zip(timeline, (next_sample, 0, 0, 0, 0), strict=True):
+                        timeline[key].append(val)
+                    next_sample += cfg.sample_s
                 events.push(tick(now), ("tick", "", 0.0))
                 while now >= next_sample:
                     counts = [0, 0, 0]
