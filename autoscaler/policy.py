@@ -42,7 +42,7 @@ from autoscaler import episodes, estimates
 from autoscaler.episodes import Episodes
 from autoscaler.estimates import Estimates, Estimator
 from autoscaler.keepalive import KeepAlive
-from autoscaler.queueing import launches_needed
+from autoscaler.queueing import Outlook, launches_needed
 from autoscaler.scaling import ModelObservation, ScalingConfig
 
 __all__ = ["Decision", "ModelObservation", "ModelState", "ScalingConfig", "decide", "decide_model"]
@@ -101,9 +101,9 @@ def _launch(obs: ModelObservation, cfg: ScalingConfig, est: Estimates, late_pric
     coming += [(cold, cfg.slots)] * (obs.booting - len(coming))
     after = est.lasting_rate
     rates = [(est.surge_left_s, max(est.surge_rate, after)), (math.inf, after)]
+    outlook = Outlook(obs.queued, obs.workers * cfg.slots, coming, rates, est.run_s, est.surge_s)
     launch, left, slots_then, late = launches_needed(
-        cold, obs.queued, obs.workers * cfg.slots, coming, rates, est.run_s, cfg.slots, wait,
-        late_price, cold + cfg.hold_s, est.surge_s, max(0, cfg.max_workers - current),
+        outlook, cold, cfg.slots, wait, late_price, cold + cfg.hold_s, max(0, cfg.max_workers - current)
     )
     if launch and slots_then:
         return launch, (f"expected wait {left * est.run_s / slots_then:.0f}s > {wait:g}s target when a new worker "

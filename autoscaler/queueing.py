@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def steady_workers(rate: float, run_s: float, slots: int, wait_s: float, miss: float, cap: int) -> int:
@@ -41,29 +42,35 @@ def steady_workers(rate: float, run_s: float, slots: int, wait_s: float, miss: f
     return min(cap, math.ceil(m / slots))
 
 
-def backlog_at(
-    horizon_s: float,
-    queued: float,
-    ready_slots: int,
-    coming: Sequence[tuple[float, int]],
-    rates: Sequence[tuple[float, float]],
-    run_s: float,
-) -> tuple[float, int]:
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What a model's queue faces from now: the jobs waiting, the capacity running and booting,
+    and the arrivals to come."""
+
+    queued: float
+    ready_slots: int
+    coming: Sequence[tuple[float, int]]  # (seconds until ready, slots) of capacity still booting
+    rates: Sequence[tuple[float, float]]  # (until, arrivals per second); the last lasts to any horizon
+    run_s: float
+    queue_age_s: float = 0.0  # how long the oldest queued job has waited
+
+    def rate_at(self, t: float) -> float:
+        return next((r for u, r in self.rates if u > t), self.rates[-1][1] if self.rates else 0.0)
+
+
+def backlog_at(horizon_s: float, o: Outlook) -> tuple[float, int]:
     """(jobs still queued, slots running) ``horizon_s`` from now.
 
-    ``coming`` lists ``(seconds until ready, slots)`` for capacity still booting; ``rates``
-    lists ``(until, arrivals per second)`` segments, the last one lasting to the horizon.
     While a queue exists every slot works, so it changes at ``rate - slots / run_s``; a queue
     never goes below zero.
     """
-    coming = [(min(max(at, 0.0), horizon_s), extra) for at, extra in coming]
-    points = sorted({0.0, horizon_s, *(at for at, _ in coming), *(min(u, horizon_s) for u, _ in rates if u > 0)})
-    q = float(queued)
+    coming = [(min(max(at, 0.0), horizon_s), extra) for at, extra in o.coming]
+    points = sorted({0.0, horizon_s, *(at for at, _ in coming), *(min(u, horizon_s) for u, _ in o.rates if u > 0)})
+    q = float(o.queued)
     for start, end in itertools.pairwise(points):
-        slots = ready_slots + sum(extra for at, extra in coming if at <= start)
-        rate = next((r for u, r in rates if u > start), rates[-1][1] if rates else 0.0)
-        q = max(0.0, q + (rate - slots / run_s) * (end - start))
-    return q, ready_slots + sum(extra for _, extra in coming)
+        slots = o.ready_slots + sum(extra for at, extra in coming if at <= start)
+        q = max(0.0, q + (o.rate_at(start) - slots / o.run_s) * (end - start))
+    return q, o.ready_slots + sum(extra for _, extra in coming)
 
 
 def _count_late(first: float, last: float, wait0: float, slope: float, wait_s: float) -> float:
@@ -104,17 +111,7 @@ def late_jobs(left: float, slots: int, free: int, oldest_s: float, rate: float, 
 
 
 def launches_needed(
-    cold_start_s: float,
-    queued: int,
-    ready_slots: int,
-    coming: Sequence[tuple[float, int]],
-    rates: Sequence[tuple[float, float]],
-    run_s: float,
-    slots: int,
-    wait_s: float,
-    late_price_s: float,
-    launch_cost_s: float,
-    queue_age_s: float = 0.0,
+    o: Outlook, cold_start_s: float, slots: int, wait_s: float, late_price_s: float, launch_cost_s: float,
     most: int = 1000,
 ) -> tuple[int, float, int, float]:
     """(workers to launch now, jobs still queued when they would be ready, slots running then,
@@ -123,22 +120,21 @@ def launches_needed(
     A worker launched now takes jobs after ``cold_start_s``. Each further worker is worth the
     late jobs it avoids among those queued then and those arriving after (:func:`late_jobs`;
     the oldest queued then has waited ``queue_age_s`` plus the cold start, so with a long one
-    the queued have waited too long already), at ``late_price_s``
-    GPU-seconds each, against ``launch_cost_s`` (its boot and the time it is held), up to
-    ``most``. A cold start shorter than the target gets at least the workers that drain the queue
-    left within the target. With nothing running or booting, or too little for the arrivals
-    then, so that the queue would never drain, workers are launched regardless: every job
-    must run.
+    the queued have waited too long already), at ``late_price_s`` GPU-seconds each, against
+    ``launch_cost_s`` (its boot and the time it is held), up to ``most``. A cold start shorter
+    than the target gets at least the workers that drain the queue left within the target. With
+    nothing running or booting, or too little for the arrivals then, so that the queue would
+    never drain, workers are launched regardless: every job must run.
     """
-    left, slots_then = backlog_at(cold_start_s, queued, ready_slots, coming, rates, run_s)
-    rate_then = next((r for u, r in rates if u >= cold_start_s), rates[-1][1] if rates else 0.0)
+    left, slots_then = backlog_at(cold_start_s, o)
+    rate_then, run_s = o.rate_at(cold_start_s), o.run_s
 
     def late(n: int) -> float:
-        return late_jobs(left, slots_then + n * slots, n * slots, queue_age_s + cold_start_s, rate_then, run_s,
+        return late_jobs(left, slots_then + n * slots, n * slots, o.queue_age_s + cold_start_s, rate_then, run_s,
                          wait_s)
 
     launch = 0
-    if queued and slots_then == 0:
+    if o.queued and slots_then == 0:
         launch = 1
     # A queue that grows forever gets the slots to make it drain.
     stable = rate_then * run_s

@@ -9,7 +9,7 @@ import pytest
 
 from autoscaler.histogram import Durations, bin_of, lower_edge, upper_edge
 from autoscaler.keepalive import GapStats, plan
-from autoscaler.queueing import backlog_at, late_jobs, launches_needed, steady_workers
+from autoscaler.queueing import Outlook, backlog_at, late_jobs, launches_needed, steady_workers
 
 
 def test_steady_workers_is_erlang_c() -> None:
@@ -25,9 +25,9 @@ def test_steady_workers_is_erlang_c() -> None:
 def test_backlog_at_follows_capacity_and_rate_changes() -> None:
     # 64 queued on 4 slots of 2 s jobs (2 jobs/s): 6/s for 14 s (+56), 1.6/s after (-0.4/s),
     # one more slot at 80 s (-0.9/s): 64 + 56 - 0.4 * 66 - 0.9 * 10 = 84.6.
-    left, slots = backlog_at(90.0, 64, 4, [(80.0, 1)], [(14.0, 6.0), (90.0, 1.6)], 2.0)
+    left, slots = backlog_at(90.0, Outlook(64, 4, [(80.0, 1)], [(14.0, 6.0), (90.0, 1.6)], 2.0))
     assert left == pytest.approx(84.6) and slots == 5
-    assert backlog_at(90.0, 64, 4, [], [(90.0, 1.0)], 2.0) == (0.0, 4)  # drains, never negative
+    assert backlog_at(90.0, Outlook(64, 4, [], [(90.0, 1.0)], 2.0)) == (0.0, 4)  # drains, never negative
 
 
 def test_late_jobs_among_the_queued_and_the_arriving() -> None:
@@ -45,21 +45,19 @@ def test_late_jobs_among_the_queued_and_the_arriving() -> None:
 
 
 def test_launches_pay_off_after_a_cold_start_or_not_at_all() -> None:
-    rates = [(math.inf, 0.0)]
+    idle = [(math.inf, 0.0)]
     # A queue with no capacity always gets a worker.
-    assert launches_needed(90.0, 1, 0, [], rates, 20.0, 1, 10.0, 90.0, 180.0)[0] == 1
+    assert launches_needed(Outlook(1, 0, [], idle, 20.0), 90.0, 1, 10.0, 90.0, 180.0)[0] == 1
     # 20 jobs of 1 s on 3 ready workers drain in 7 s: nothing left when a new one could start.
-    launch, left, _, _ = launches_needed(90.0, 20, 3, [], rates, 1.0, 1, 10.0, 90.0, 180.0)
+    launch, left, _, _ = launches_needed(Outlook(20, 3, [], idle, 1.0), 90.0, 1, 10.0, 90.0, 180.0)
     assert (launch, left) == (0, 0.0)
     # Arrivals at 6/s of 2 s jobs need 12 slots just to keep up: a queue on 4 gets at least the rest.
-    launch, _, _, _ = launches_needed(90.0, 50, 4, [], [(math.inf, 6.0)], 2.0, 1, 10.0, 0.0, 180.0)
-    assert launch == 9  # 4 + 9 = 13 > 12
+    steady = Outlook(50, 4, [], [(math.inf, 6.0)], 2.0)
+    assert launches_needed(steady, 90.0, 1, 10.0, 0.0, 180.0)[0] == 9  # 4 + 9 = 13 > 12
     # With the same queue priced at a cold start per late job, enough to drain it soon after.
-    launch, _, _, _ = launches_needed(90.0, 50, 4, [], [(math.inf, 6.0)], 2.0, 1, 10.0, 90.0, 180.0, most=60)
-    assert 9 < launch <= 56
+    assert 9 < launches_needed(steady, 90.0, 1, 10.0, 90.0, 180.0, most=60)[0] <= 56
     # A worker ready within the target drains what is queued within it: 12 one-second jobs, 3 s.
-    launch, _, _, _ = launches_needed(2.0, 12, 0, [], rates, 1.0, 1, 3.0, 0.0, 12.0)
-    assert launch == 4
+    assert launches_needed(Outlook(12, 0, [], idle, 1.0), 2.0, 1, 3.0, 0.0, 12.0)[0] == 4
 
 
 def test_duration_bins_and_remaining_life() -> None:
