@@ -252,14 +252,25 @@ def _finish(name: str, p: _Pending, args: argparse.Namespace, pool: Executor) ->
             "binding": "work" if bound.work_gpu_s >= bound.dual_gpu_s else "knapsack",
             "late_jobs_allowed": bound.late_allowed,
             "interval_s": args.oracle_interval_s,
-            "schedule": {m: plan for m, (plan, _) in plans.items()} if len(plans) > 1 else next(
-                iter(plans.values()))[0],
+            "schedule": {m: _runs(plan) for m, (plan, _) in plans.items()} if len(plans) > 1 else _runs(
+                next(iter(plans.values()))[0]),
         },
         "trace": describe(p.trace),
         "_results": results,
         "_points": points,
         "_name": name,
     }
+
+
+def _runs(plan: list[int]) -> list[list[int]]:
+    """A per-interval plan as ``[workers, intervals]`` runs: two weeks of minutes stay small."""
+    out: list[list[int]] = []
+    for n in plan:
+        if out and out[-1][0] == n:
+            out[-1][1] += 1
+        else:
+            out.append([n, 1])
+    return out
 
 
 def _per_model(p: _Pending, results: dict[str, Combined], args: argparse.Namespace) -> dict[str, Any]:

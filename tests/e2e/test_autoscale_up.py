@@ -29,7 +29,10 @@ tick_s = 0.2
 [autoscaler]
 enabled = true
 interval_s = 0.3
-acceptable_wait_s = 0.5
+# The SLO (p95 wait) is longer than a local worker's cold start (~2 s), so a burst is worth more
+# workers: they start queued jobs within it. With a target shorter than the cold start, every job
+# of a burst that has stopped arriving starts late whatever is launched, and one worker serves it.
+acceptable_wait_s = 3.0
 scale_down_window_s = 1.0
 idle_timeout_s = 3.0
 max_step = 3
