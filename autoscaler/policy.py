@@ -106,8 +106,12 @@ def _launch(obs: ModelObservation, cfg: ScalingConfig, est: Estimates, late_pric
         outlook, cold, cfg.slots, wait, late_price, cold + cfg.hold_s, max(0, cfg.max_workers - current)
     )
     if launch and slots_then:
-        return launch, (f"expected wait {left * est.run_s / slots_then:.0f}s > {wait:g}s target when a new worker "
-                        f"could start ({_fmt_s(cold)}) with {current}: launching {launch}, ready in {_fmt_s(cold)}")
+        then = left * est.run_s / slots_then
+        if then > wait:
+            return launch, (f"expected wait {then:.0f}s > {wait:g}s target when a new worker could start "
+                            f"({_fmt_s(cold)}) with {current}: launching {launch}, ready in {_fmt_s(cold)}")
+        return launch, (f"backlog {obs.queued}: jobs queued for up to {_fmt_s(est.surge_s)} would start late with "
+                        f"{current}: launching {launch}, ready in {_fmt_s(cold)}")
     if launch:
         return launch, f"{obs.queued} queued and no worker: launching {launch}, ready in {_fmt_s(cold)}"
     if left <= 0.0:
