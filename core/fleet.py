@@ -166,6 +166,14 @@ class ScaleRecord:
         )
 
 
+class CounterField(StrEnum):
+    """Every field of a model's counters hash (the submit and finish scripts increment them)."""
+
+    ARRIVALS = "arrivals"
+    COMPLETIONS = "completions"
+    RUN_S = "run_s"
+
+
 @dataclass(frozen=True, slots=True)
 class Counters:
     """Running totals for one model since its counters began."""
@@ -173,6 +181,12 @@ class Counters:
     arrivals: int = 0  # jobs accepted
     completions: int = 0  # runs finished by workers
     run_s: float = 0.0  # their run times, summed
+
+    @classmethod
+    def from_values(cls, values: list[str | None]) -> Counters:
+        """From the hash's values in :class:`CounterField` order (missing: 0)."""
+        arrivals, completions, run_s = (float(v or 0) for v in values)
+        return cls(int(arrivals), int(completions), run_s)
 
     def since(self, before: Counters | None) -> Counters:
         """What happened since ``before``; all of it if the totals went back (counters lost)."""

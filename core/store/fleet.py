@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from core import keys
-from core.fleet import Counters, FleetSnapshot, ModelLoad, ScaleRecord, WorkerView
+from core.fleet import CounterField, Counters, FleetSnapshot, ModelLoad, ScaleRecord, WorkerView
 from core.store.backend import Backend
 from core.store.errors import store_call
 
@@ -27,7 +27,7 @@ class Fleet(Backend):
                     p.llen(q)
                 p.get(keys.model_policy(m))
                 p.hgetall(keys.model_scale(m))
-                p.hmget(keys.model_counters(m), ["arrivals", "completions", "run_s"])
+                p.hmget(keys.model_counters(m), list(CounterField))
             res = await p.execute()
         workers = []
         for i in range(len(ids)):
@@ -38,7 +38,6 @@ class Fleet(Backend):
         base = 4 * len(ids)
         for j, m in enumerate(models):
             hi, no, lo, policy, scale, counted = res[base + 6 * j: base + 6 * j + 6]
-            arrivals, completions, run_s = (float(c or 0) for c in counted)
             loads[m] = ModelLoad(m, int(hi) + int(no) + int(lo), policy, ScaleRecord.from_hash(scale),
-                                 Counters(int(arrivals), int(completions), run_s))
+                                 Counters.from_values(counted))
         return FleetSnapshot(workers, loads)

@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from core.fleet import WorkerField
+from core.fleet import CounterField, WorkerField
 from core.jobs import JobField
 from core.keys import PRIORITIES
 from core.registry import RegistryField
@@ -30,7 +30,7 @@ BUILTINS = frozenset(re.findall(r"\w+", """
 LIB_FUNCTIONS = frozenset({"end_job"})
 
 HASH_FIELDS = {"job": frozenset(JobField), "jk": frozenset(JobField), "worker_info": frozenset(WorkerField),
-               "entry": frozenset(RegistryField)}
+               "entry": frozenset(RegistryField), "counters": frozenset(CounterField)}
 HASH_COMMANDS = {"HSET": "pairs", "HMGET": "all", "HDEL": "all", "HGET": "one", "HINCRBY": "one",
                  "HINCRBYFLOAT": "one", "HSETNX": "one", "HEXISTS": "one"}
 
