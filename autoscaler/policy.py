@@ -212,6 +212,8 @@ def decide_model(
             if desired:
                 notes.append(f"idle {_fmt_s(idle_s)}: keeping {desired} until idle {_fmt_s(break_even)} (break-even "
                              f"with a cold start that makes {ep.last_early} jobs late)")
+            elif idle_s < break_even:
+                notes.append(f"idle {_fmt_s(idle_s)}: nothing running to keep")
             else:
                 notes.append(f"idle {_fmt_s(idle_s)} >= keep-alive {_fmt_s(break_even)} (break-even with a cold start)")
 
