@@ -8,10 +8,10 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from core.errors import StoreUnavailable
 from core.fleet import WorkerRecord, WorkerState
@@ -25,8 +25,12 @@ from worker.tracebacks import format_error
 
 log = logging.getLogger("tidal.worker")
 
+T = TypeVar("T")
+
 # How long one BLMOVE waits, so a draining worker notices within this time.
 _TAKE_BLOCK_S = 1.0
+# Longest pause between two tries of a start or a finish while Redis does not answer.
+_RETRY_CAP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class Worker:
         self.clock = clock
         self._exit = exit_process
         self.running: dict[str, JobContext] = {}
+        # Jobs this process has taken (from BLMOVE or adopted) and not yet finished; anything else
+        # in the active list is a job Redis thinks we hold and we do not know about.
+        self._held: set[str] = set()
+        self._unknown: set[str] = set()
+        self._adopted: asyncio.Queue[str] = asyncio.Queue()
         self._watchers: set[asyncio.Task[None]] = set()
         self.draining = asyncio.Event()
         # One spare thread: a handler past its timeout keeps its thread until the grace ends.
@@ -83,18 +92,31 @@ class Worker:
         finally:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
-            requeued, failed = await self.store.deregister_worker(self.me.id, self.me.model, self.clock())
             self._pool.shutdown(wait=False, cancel_futures=True)
-            log.info("worker %s deregistered%s", self.me.id,
-                     f" ({requeued} job(s) given back, {failed} failed)" if requeued or failed else "")
+            await self._deregister()
+
+    async def _deregister(self) -> None:
+        try:
+            requeued, failed = await self.store.deregister_worker(self.me.id, self.me.model, self.clock())
+        except StoreUnavailable as exc:
+            log.warning("worker %s could not deregister (%s); its jobs go back once its heartbeat expires",
+                        self.me.id, exc)
+            return
+        log.info("worker %s deregistered%s", self.me.id,
+                 f" ({requeued} job(s) given back, {failed} failed)" if requeued or failed else "")
 
     async def drain(self) -> None:
         """Take no new jobs, give back the ones not started, let running ones finish."""
         if self.draining.is_set():
             return
         self.draining.set()
-        await self.store.set_worker_state(self.me.id, WorkerState.DRAINING)
-        returned, _ = await self.store.requeue_worker(self.me.id, self.me.model, "drain", self.clock())
+        try:
+            await self.store.set_worker_state(self.me.id, WorkerState.DRAINING)
+            returned, _ = await self.store.requeue_worker(self.me.id, self.me.model, "drain", self.clock())
+        except StoreUnavailable as exc:
+            # Deregistering gives them back too, or the reaper does once the heartbeat stops.
+            log.warning("worker %s draining; its queued jobs stay until it deregisters: %s", self.me.id, exc)
+            return
         log.info("worker %s draining: %d queued job(s) returned, %d running", self.me.id, returned,
                  len(self.running))
 
@@ -111,22 +133,63 @@ class Worker:
                     if ctx is not None and not ctx.stop.is_set():
                         log.info("job %s: stop requested", job_id)
                         ctx.stop.set()
+                await self._reconcile()
             except StoreUnavailable as exc:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self.settings.heartbeat_interval_s)
 
+    async def _reconcile(self) -> None:
+        """Run the jobs our active list holds that this process never heard of.
+
+        A BLMOVE whose reply was lost (Redis restarted or the connection dropped as it answered)
+        moved a job that no slot knows about: left there it would hold a slot under the dispatch
+        bound forever. Such a job is adopted when it is still unknown one heartbeat later, so a
+        reply on its way to a slot is not mistaken for a lost one; starting it again is harmless
+        (``start_job`` drops a job that is no longer ours).
+        """
+        if self.draining.is_set():
+            return  # deregistering gives them back
+        unknown = set(await self.store.active_jobs(self.me.id)) - self._held
+        for job_id in sorted(unknown & self._unknown):
+            log.warning("job %s is in this worker's active list but no slot took it (a lost reply?); "
+                        "running it", job_id)
+            self._held.add(job_id)
+            self._adopted.put_nowait(job_id)
+        self._unknown = unknown - self._held
+
     async def _slot(self) -> None:
         while not self.draining.is_set():
             try:
-                job_id = await self.store.take(self.me.id, _TAKE_BLOCK_S)
+                job_id = self._adopted.get_nowait() if not self._adopted.empty() else None
+                job_id = job_id or await self.store.take(self.me.id, _TAKE_BLOCK_S)
                 if job_id is not None:
-                    await self._run_job(job_id)
+                    self._held.add(job_id)
+                    try:
+                        await self._run_job(job_id)
+                    finally:
+                        self._held.discard(job_id)
             except StoreUnavailable as exc:
                 log.warning("redis unavailable: %s; retrying", exc)
                 await asyncio.sleep(self.settings.heartbeat_interval_s)
 
+    async def _until_stored(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` until Redis answers: for a start or a finish, whose scripts make a retry with
+        the same arguments harmless even when the first try was applied and only its reply lost."""
+        pause = 0.05
+        while True:
+            try:
+                return await call()
+            except StoreUnavailable as exc:
+                log.warning("%s not stored yet (%s); retrying until Redis answers", what, exc)
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, _RETRY_CAP_S)
+
     async def _run_job(self, job_id: str) -> None:
-        started = await self.store.start_job(self.me.id, job_id, self.clock())
+        # The job is already in our active list (BLMOVE): until its start is stored it must not be
+        # given up, or it would hold a slot there forever.
+        start_now = self.clock()
+        started = await self._until_stored(
+            f"start of job {job_id}", lambda: self.store.start_job(self.me.id, job_id, start_now))
         if started is None:
             return
         job_input, timeout_s, attempt = started
@@ -154,10 +217,12 @@ class Worker:
         finally:
             self.running.pop(job_id, None)
         run_s = time.monotonic() - t0
-        accepted = await self.store.finish_job(
+        # The result exists only in this process: keep it until Redis has it.
+        finish_now = self.clock()
+        accepted = await self._until_stored(f"result of job {job_id}", lambda: self.store.finish_job(
             worker_id=self.me.id, model=self.me.model, job_id=job_id, attempt=attempt, ok=ok, payload=payload,
-            run_s=run_s, now=self.clock(),
-        )
+            run_s=run_s, now=finish_now,
+        ))
         log.info("job %s %s in %.3fs%s", job_id, "succeeded" if ok else "failed", run_s,
                  "" if accepted else " (result discarded: job was canceled or reassigned)")
 

@@ -15,7 +15,8 @@ local function give_back(id, ran)
   local s = redis.call('HMGET', jk, 'state', 'worker', 'attempt', 'max_attempts', 'priority', 'expires_at_s')
   if s[2] ~= worker_id or (s[1] ~= running and s[1] ~= dispatched) then return end
   local attempt = tonumber(s[3]) or 1
-  if ran then
+  -- A job in the active list that never started (its start was never stored) did not run.
+  if ran and s[1] == running then
     attempt = attempt + 1
     if attempt > (tonumber(s[4]) or 1) then
       end_job(jk, id, failed, failed_status, now, retention_s, done_channel, 'attempt', attempt - 1, 'error',

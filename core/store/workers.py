@@ -92,7 +92,12 @@ class Workers(Backend):
             keys.worker_queue(worker_id), keys.worker_active(worker_id), timeout_s, "LEFT", "RIGHT"
         )
 
-    @store_call(retry=False)  # a replay would find the job running and refuse it
+    @store_call(retry=True)
+    async def active_jobs(self, worker_id: str) -> list[str]:
+        """The jobs a worker has taken and not finished, as Redis has them."""
+        return await self.client.lrange(keys.worker_active(worker_id), 0, -1)  # type: ignore[no-any-return]
+
+    @store_call(retry=True)  # a replay with the same ``now`` answers the same and counts nothing
     async def start_job(self, worker_id: str, job_id: str, now: float) -> tuple[Any, int, int] | None:
         res = await self.scripts(
             START,
@@ -105,7 +110,7 @@ class Workers(Backend):
         data, timeout_s, attempt = res
         return input_from_data(data), int(timeout_s), int(attempt)
 
-    @store_call(retry=False)  # a replay would count the run twice in the worker's statistics
+    @store_call(retry=True)  # a replay with the same ``now`` answers the same and counts nothing
     async def finish_job(
         self, *, worker_id: str, model: str, job_id: str, attempt: int, ok: bool, payload: str,
         run_s: float, now: float,

@@ -299,3 +299,36 @@ def test_calls_the_store_may_send_twice_recognise_their_own_replay(redis_url: st
                                          new_state=JobState.CANCELED, error=CANCELED_ERROR, now=NOW + 2)
 
     arun(redis_url, body)
+
+
+def test_a_start_or_finish_retried_after_a_lost_reply_counts_once(redis_url: str, r: redis.Redis) -> None:
+    async def body(store: Store) -> None:
+        job_id = await submit(store, payload={"n": 1})
+        assert job_id
+        await register(store, "w1")
+        await store.dispatch("m", "w1", 1, NOW)
+        assert await store.take("w1", 0.1) == job_id
+        # The same start twice (its first reply lost): the same answer, one execution, still held.
+        assert await store.start_job("w1", job_id, NOW + 1) == ({"n": 1}, 30, 1)
+        assert await store.start_job("w1", job_id, NOW + 1) == ({"n": 1}, 30, 1)
+        assert r.hget(keys.job(job_id), "executions") == "1"
+        assert r.lrange(keys.worker_active("w1"), 0, -1) == [job_id]
+        # The worker lost track of it and starts it afresh: that is a new execution.
+        assert await store.start_job("w1", job_id, NOW + 2) == ({"n": 1}, 30, 1)
+        assert r.hget(keys.job(job_id), "executions") == "2"
+        # The same finish twice: both say the result was stored; the worker's counters move once.
+        events = r.pubsub(ignore_subscribe_messages=True)
+        events.subscribe(keys.CH_DISPATCH)
+        for _ in range(2):
+            assert await store.finish_job(worker_id="w1", model="m", job_id=job_id, attempt=1, ok=True,
+                                          payload='{"y": 2}', run_s=1.0, now=NOW + 3)
+        assert r.hget(keys.worker_info("w1"), "jobs_done") == "1"
+        assert (await store.get(job_id)).state == "succeeded"  # type: ignore[union-attr]
+        free = [m for _ in range(3) if (m := events.get_message(timeout=0.2)) is not None]
+        assert [m["data"] for m in free] == [keys.dispatch_event(keys.EV_FREE, "m", "w1")]
+        events.close()
+        # A different finish of the same run (not a retry) is still refused.
+        assert not await store.finish_job(worker_id="w1", model="m", job_id=job_id, attempt=1, ok=False,
+                                          payload="late", run_s=1.0, now=NOW + 4)
+
+    arun(redis_url, body)

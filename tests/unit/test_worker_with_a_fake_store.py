@@ -1,7 +1,8 @@
 """The worker loop against an in-memory ``WorkerStore``: the narrow interface is all a worker needs.
 
 The real store's scripts are tested against a real server elsewhere; here only the worker's
-own sequence is under test (register, take, start, run, finish, drain, deregister).
+own sequence is under test (register, take, start, run, finish, drain, deregister, and the
+heartbeat's look at the active list).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class FakeWorkerStore:
     def __init__(self, jobs: dict[str, Any]):
         self.inputs = jobs
         self.queue = list(jobs)
+        self.active: list[str] = []
         self.calls: list[tuple[str, ...]] = []
         self.results: dict[str, tuple[bool, str]] = {}
         self.state: WorkerState | None = None
@@ -49,9 +51,13 @@ class FakeWorkerStore:
 
     async def take(self, worker_id: str, timeout_s: float) -> str | None:
         if self.queue:
+            self.active.append(self.queue[0])
             return self.queue.pop(0)
         await asyncio.sleep(min(timeout_s, 0.01))
         return None
+
+    async def active_jobs(self, worker_id: str) -> list[str]:
+        return list(self.active)
 
     async def start_job(self, worker_id: str, job_id: str, now: float) -> tuple[Any, int, int] | None:
         self.calls.append(("start", job_id))
@@ -60,6 +66,7 @@ class FakeWorkerStore:
     async def finish_job(self, *, worker_id: str, model: str, job_id: str, attempt: int, ok: bool, payload: str,
                          run_s: float, now: float) -> bool:
         self.calls.append(("finish", job_id))
+        self.active.remove(job_id)
         self.results[job_id] = (ok, payload)
         return True
 
