@@ -55,6 +55,14 @@ def wait_until_up(url: str, timeout_s: float = 15.0) -> None:
         client.close()
 
 
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the embedded server in the foreground until SIGTERM/SIGINT (``tidal up`` does this)."""
     parser = argparse.ArgumentParser(prog="python -m core.embedded")
@@ -73,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     server = start_embedded(args.data_dir, args.port)
     print(f"Valkey ready on {server.connection_url}, AOF in {args.data_dir}", flush=True)
+    # Polled often: ``tidal up`` restarts Redis only once this wrapper has noticed it is gone.
     while not stopping:
         if not server.is_running():
-            print("Valkey exited unexpectedly", flush=True)
+            print(f"Valkey exited unexpectedly; the end of its log: {_last_line(server.log_path)!r}", flush=True)
             return 1
-        time.sleep(0.5)
+        time.sleep(0.05)
     server.stop()
     return 0
 

@@ -1,33 +1,45 @@
 """``tidal up``: the whole stack on this machine, as child processes with prefixed logs.
 
-Ctrl-C (or SIGTERM) drains workers, stops every child and the embedded Redis, and leaves
-nothing running.
+A child that exits is restarted, soon after a one-off crash and ever later while it keeps
+crashing (``core.restarts``). Ctrl-C (or SIGTERM) drains workers (each running job may finish,
+up to its timeout; a second Ctrl-C stops them at once), stops every child and the embedded
+Redis, and leaves nothing running.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.embedded import free_port, wait_until_up
+from core.errors import StoreUnavailable
+from core.jobs import JobState
+from core.restarts import RestartPolicy
 from core.settings import Settings
 from launcher.models import opened, publish
 
 log = logging.getLogger("tidal.up")
 
-_RESTART_BACKOFF_S = 2.0
+# How long a child that runs no jobs (Redis, API, dispatcher, autoscaler) gets to stop.
 _STOP_GRACE_S = 15.0
+# Draining workers get until their longest running job's timeout, plus the handler's grace
+# and this long to store the result and deregister.
+_DRAIN_MARGIN_S = 5.0
 AUTOSCALER_ORDER = 0
+WORKER_ORDER = 1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,14 +54,38 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     pump: threading.Thread | None = field(default=None, repr=False)
+    last_line: str = ""
+    crashes: int = 0  # exits in a row, each soon after its start
+    restart_at: float | None = None  # set while waiting to restart an exited child
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"status {returncode}"
 
 
 class Supervisor:
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], policy: RestartPolicy | None = None):
         self.env = env
+        self.policy = policy or RestartPolicy()
         self.children: list[Child] = []
         self.stopping = threading.Event()
+        # A second Ctrl-C: stop what is left now, running jobs included.
+        self.force = threading.Event()
         self.print_lock = threading.Lock()
+        self._signal_lock = threading.Lock()
+
+    def request_stop(self) -> None:
+        """The first stop signal stops the stack; a second one also stops the running jobs at once."""
+        with self._signal_lock:
+            if self.stopping.is_set() and not self.force.is_set():
+                log.warning("second stop signal: stopping running jobs now; they run again on the next start")
+                self.force.set()
+            self.stopping.set()
 
     def add(self, name: str, args: list[str], order: int, module: str = "launcher.cli") -> Child:
         child = Child(name, [sys.executable, "-m", module, *args], order)
@@ -61,6 +97,7 @@ class Supervisor:
         c.proc = subprocess.Popen(c.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         c.started = time.monotonic()
+        c.restart_at = None
         c.pump = threading.Thread(target=self._pump, args=(c, c.proc), daemon=True)
         c.pump.start()
 
@@ -68,6 +105,8 @@ class Supervisor:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip()
+            if line:
+                c.last_line = line
             with self.print_lock:
                 print(f"[{c.name}] {line}", flush=True)
 
@@ -77,34 +116,100 @@ class Supervisor:
                 self.spawn(c)
 
     def watch(self) -> None:
-        while not self.stopping.wait(0.5):
+        while not self.stopping.wait(0.1):
             for c in self.children:
                 if c.proc is not None and c.proc.poll() is not None:
-                    if time.monotonic() - c.started < _RESTART_BACKOFF_S:
-                        continue
-                    log.warning("%s exited with %s; restarting", c.name, c.proc.returncode)
-                    self.spawn(c)
+                    self._restart(c)
 
-    def stop(self, after_group: Callable[[int], None] = lambda order: None) -> None:
+    def _restart(self, c: Child) -> None:
+        assert c.proc is not None
+        now = time.monotonic()
+        if c.restart_at is None:
+            # Whatever it left in its session (the Valkey server under its wrapper) goes too, so
+            # the new one finds its port free.
+            _kill_group(c.proc.pid)
+            if c.pump is not None:
+                c.pump.join(timeout=1)  # its last words, for the log line
+            ran_s = now - c.started
+            delay, c.crashes = self.policy.after_exit(c.crashes, ran_s)
+            c.restart_at = now + delay
+            again = f", {c.crashes} exits in a row" if c.crashes > 1 else ""
+            last = f"; its last output: {c.last_line!r}" if c.last_line else ""
+            log.warning("%s exited with %s after %.1fs%s; restarting in %.3gs%s", c.name,
+                        describe_exit(c.proc.returncode), ran_s, last, delay, again)
+        elif now >= c.restart_at:
+            c.last_line = ""
+            self.spawn(c)
+
+    def stop(self, bound_s: Callable[[int], float], after_group: Callable[[int], None] = lambda order: None
+             ) -> None:
+        """Stop children group by group: SIGTERM, then SIGKILL past ``bound_s(order)`` (or, for workers,
+        on a second Ctrl-C: the others stop in a moment anyway, and Redis should stop cleanly)."""
         self.stopping.set()
         for order in sorted({c.order for c in self.children}):
             group = [c for c in self.children if c.order == order and c.proc and c.proc.poll() is None]
             for c in group:
                 assert c.proc is not None
                 c.proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + _STOP_GRACE_S
+            if group:
+                procs = [c.proc for c in group if c.proc is not None]
+                wait_or_force(lambda procs=procs: all(p.poll() is not None for p in procs),  # type: ignore[misc]
+                              bound_s(order), self.force if order == WORKER_ORDER else threading.Event(),
+                              ", ".join(c.name for c in group))
             for c in group:
                 assert c.proc is not None
-                try:
-                    c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop in %.0fs; killing it", c.name, _STOP_GRACE_S)
-                    os.killpg(c.proc.pid, signal.SIGKILL)
+                if c.proc.poll() is None:
+                    log.warning("%s did not stop in time; killing it", c.name)
+                    _kill_group(c.proc.pid)
                     c.proc.wait()
             after_group(order)
         for c in self.children:
             if c.pump is not None:
                 c.pump.join(timeout=2)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def wait_or_force(done: Callable[[], bool], bound_s: float, force: threading.Event, what: str) -> bool:
+    """Wait until ``done()``, ``bound_s`` has passed or ``force`` is set; saying every 10 s what it waits for."""
+    t0 = time.monotonic()
+    next_note = t0 + 10.0
+    while not done():
+        now = time.monotonic()
+        if now - t0 >= bound_s or force.wait(0.05):
+            return False
+        if now >= next_note:
+            log.info("still waiting for %s (up to %.0fs more); Ctrl-C again to stop now", what, bound_s - (now - t0))
+            next_note = now + 10.0
+    return True
+
+
+def drain_bound_s(redis_url: str, settings: Settings) -> float:
+    """How long draining workers on this host may take: until the running job with the most time
+    left reaches its timeout, plus the handler's grace and a margin. Without Redis, a fixed grace."""
+
+    async def longest_left_s() -> float:
+        async with opened(redis_url) as store:
+            snap = await store.snapshot([])
+            now, left = time.time(), 0.0
+            for w in snap.workers:
+                if w.host != socket.gethostname():
+                    continue
+                for job_id in await store.active_jobs(w.id):
+                    job = await store.get(job_id)
+                    if job is not None and job.state == JobState.RUNNING and job.started_at_s is not None:
+                        left = max(left, job.started_at_s + job.timeout_s - now)
+            return left
+
+    try:
+        left = asyncio.run(longest_left_s())
+    except StoreUnavailable as exc:
+        log.warning("cannot read the running jobs (%s); workers get %.0fs to finish", exc, _STOP_GRACE_S)
+        return _STOP_GRACE_S
+    return left + settings.worker.timeout_grace_s + _DRAIN_MARGIN_S
 
 
 class LogFollower:
@@ -136,12 +241,35 @@ class LogFollower:
                     print(f"[worker {path.stem}] {line}", flush=True)
 
 
-def stop_local_workers(settings: Settings) -> None:
+def stop_local_workers(settings: Settings, bound_s: float, force: threading.Event) -> None:
     """Workers the autoscaler started run in their own sessions; stop them (they drain) once it is gone."""
     if settings.autoscaler.enabled and settings.autoscaler.provider == "local":
         from autoscaler.local_provider import LocalProvider
 
-        LocalProvider(settings.autoscaler.instances_dir).stop_all(settings.autoscaler.stop_grace_s)
+        # Its grace is the drain bound, so listing the instances does not kill a draining one early.
+        provider = LocalProvider(settings.autoscaler.instances_dir, stop_grace_s=bound_s)
+        running = provider.list_instances()
+        if not running:
+            return
+        provider.terminate([i.id for i in running])
+        wait_or_force(lambda: not provider.list_instances(), bound_s, force, f"{len(running)} autoscaled worker(s)")
+        provider.stop_all(0)  # SIGKILL whatever is left
+
+
+def announce_when_up(settings: Settings, sup: Supervisor) -> None:
+    """Say "Tidal is up" once the API answers /healthz (so Redis answers too), not before."""
+    host = settings.api.host if settings.api.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    url = f"http://{f'[{host}]' if ':' in host else host}:{settings.api.port}/healthz"
+    while not sup.stopping.wait(0.1):
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as answer:
+                if answer.status != 200:
+                    continue
+        except OSError:  # refused, or 503 while Redis does not answer
+            continue
+        log.info("Tidal is up: API on http://%s:%d (docs at /docs). Ctrl-C stops everything.",
+                 settings.api.host, settings.api.port)
+        return
 
 
 def _publish(settings: Settings, redis_url: str) -> None:
@@ -189,13 +317,14 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
         for model, cfg in settings.models.items():
             for i in range(cfg.local_workers):
                 pin = ["--gpu", gpus[started % len(gpus)]] if gpus else ["--gpus", "none"]
-                sup.add(f"worker {model}#{i + 1}", ["worker", "--model", model, *pin], order=1)
+                sup.add(f"worker {model}#{i + 1}", ["worker", "--model", model, *pin], order=WORKER_ORDER)
                 started += 1
 
     def on_signal(signum: int, frame: object) -> None:
-        # From another thread: this (main) thread may hold the Event's lock inside watch()'s
-        # Event.wait() when the signal arrives, and setting it here would then deadlock.
-        threading.Thread(target=sup.stopping.set, daemon=True).start()
+        # From another thread: this (main) thread may hold an Event's lock inside an Event.wait()
+        # (watch(), or a wait while stopping) when the signal arrives, and setting it here would
+        # then deadlock.
+        threading.Thread(target=sup.request_stop, daemon=True).start()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -203,13 +332,21 @@ def run(args: argparse.Namespace, settings: Settings, redis_url: str) -> int:
     follow_thread = threading.Thread(target=follower.run, daemon=True) if follower else None
     if follow_thread:
         follow_thread.start()
-    log.info("Tidal is up: API on http://%s:%d (docs at /docs). Ctrl-C stops everything.",
-             settings.api.host, settings.api.port)
+    threading.Thread(target=announce_when_up, args=(settings, sup), daemon=True).start()
     try:
         sup.watch()
     finally:
-        log.info("stopping...")
-        sup.stop(after_group=lambda order: stop_local_workers(settings) if order == AUTOSCALER_ORDER else None)
+        log.info("stopping: workers finish their running jobs first (up to each job's timeout_s); "
+                 "Ctrl-C again to stop at once")
+
+        def bound_s(order: int) -> float:
+            return drain_bound_s(redis_url, settings) if order == WORKER_ORDER else _STOP_GRACE_S
+
+        def after_group(order: int) -> None:
+            if order == AUTOSCALER_ORDER:
+                stop_local_workers(settings, drain_bound_s(redis_url, settings), sup.force)
+
+        sup.stop(bound_s, after_group)
         if follow_thread:
             follow_thread.join(timeout=2)
         log.info("stopped")

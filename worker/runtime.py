@@ -175,14 +175,20 @@ class Worker:
     async def _until_stored(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` until Redis answers: for a start or a finish, whose scripts make a retry with
         the same arguments harmless even when the first try was applied and only its reply lost."""
-        pause = 0.05
+        pause, tries, t0 = 0.05, 0, time.monotonic()
         while True:
             try:
-                return await call()
+                result = await call()
             except StoreUnavailable as exc:
-                log.warning("%s not stored yet (%s); retrying until Redis answers", what, exc)
+                tries += 1
+                log.log(logging.WARNING if tries == 1 else logging.DEBUG,
+                        "%s not stored yet (%s); retrying until Redis answers", what, exc)
                 await asyncio.sleep(pause)
                 pause = min(2 * pause, _RETRY_CAP_S)
+                continue
+            if tries:
+                log.info("%s stored after %d failed tries (%.1fs)", what, tries, time.monotonic() - t0)
+            return result
 
     async def _run_job(self, job_id: str) -> None:
         # The job is already in our active list (BLMOVE): until its start is stored it must not be
