@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	for b in pipeline dispatcher routing autoscale coldstart; do $(BIN)/python -m bench $$b || exit 1; done
+	for b in pipeline dispatcher routing autoscale coldstart chaos overload; do $(BIN)/python -m bench $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .tidal

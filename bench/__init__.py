@@ -19,6 +19,8 @@ BENCHMARKS: dict[str, str] = {
     "coldstart": "bench.coldstart",
     "roundtrips": "bench.roundtrips",
     "model": "bench.model",
+    "chaos": "bench.chaos",
+    "overload": "bench.overload",
 }
 
 
