@@ -112,14 +112,20 @@ def test_a_child_that_keeps_crashing_backs_off_and_says_why(tmp_path: Path, up_f
     up.finish()
 
 
+def running_job(up: Up, http: httpx.Client, ms: int) -> str:
+    """Once `tidal up` and its worker are up, a sleep job of ``ms`` that is running."""
+    wait_for(up.healthy, timeout_s=60, what="tidal up")
+    wait_for(lambda: http.get("/v1/models").json()["models"][0]["workers"] == 1, what="the worker")
+    job_id: str = http.post("/v1/models/sleep/jobs", json={"input": {"ms": ms}}).json()["id"]
+    wait_for(lambda: http.get(f"/v1/jobs/{job_id}").json()["status"] == "running", what="the job to run")
+    return job_id
+
+
 def test_ctrl_c_lets_a_job_longer_than_15_s_finish(tmp_path: Path, up_factory: list[Up]) -> None:
     up = Up(tmp_path)
     up_factory.append(up)
-    wait_for(up.healthy, timeout_s=60, what="tidal up")
     with httpx.Client(base_url=up.url, timeout=60) as http:
-        wait_for(lambda: http.get("/v1/models").json()["models"][0]["workers"] == 1, what="the worker")
-        job_id = http.post("/v1/models/sleep/jobs", json={"input": {"ms": 17_000}}).json()["id"]
-        wait_for(lambda: http.get(f"/v1/jobs/{job_id}").json()["status"] == "running", what="the job to run")
+        job_id = running_job(up, http, 17_000)
         up.interrupt()
         # The API stops only after the workers, so the job's end can still be read from it.
         job = http.get(f"/v1/jobs/{job_id}", params={"wait": 30}).json()
@@ -131,11 +137,8 @@ def test_ctrl_c_lets_a_job_longer_than_15_s_finish(tmp_path: Path, up_factory: l
 def test_a_second_ctrl_c_stops_running_jobs_at_once(tmp_path: Path, up_factory: list[Up]) -> None:
     up = Up(tmp_path)
     up_factory.append(up)
-    wait_for(up.healthy, timeout_s=60, what="tidal up")
     with httpx.Client(base_url=up.url, timeout=60) as http:
-        wait_for(lambda: http.get("/v1/models").json()["models"][0]["workers"] == 1, what="the worker")
-        job_id = http.post("/v1/models/sleep/jobs", json={"input": {"ms": 120_000}}).json()["id"]
-        wait_for(lambda: http.get(f"/v1/jobs/{job_id}").json()["status"] == "running", what="the job to run")
+        running_job(up, http, 120_000)
     up.interrupt()
     wait_for(lambda: "stopping" in up.text(), what="the first Ctrl-C to be seen")
     time.sleep(1.0)

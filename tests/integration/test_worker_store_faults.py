@@ -138,6 +138,14 @@ async def _dispatched(store: Store, worker_id: str) -> bool:
     return outcome == "ok"
 
 
+async def send_and_lose(direct: Store, worker: Worker, job_id: str, lost: threading.Event) -> None:
+    """Submit ``job_id``, dispatch it to the worker and wait until the proxy has lost the reply it set out to."""
+    await direct.submit(NewJob(job_id, MODEL, "1", f'"{job_id}"'), max_queue_len=100, idempotency_key=None,
+                        now=time.time())
+    await until(lambda: _dispatched(direct, worker.me.id), "a dispatch to the worker")
+    await until(lost.is_set, "the reply to be lost")
+
+
 async def state_of(store: Store, job_id: str) -> str | None:
     job = await store.get(job_id)
     return job.state if job else None
@@ -179,10 +187,7 @@ def test_a_start_whose_reply_is_lost_still_runs_the_job_once(redis_url: str, r: 
     async def body(direct: Store, worker: Worker, send_one: Callable[[], Awaitable[str]]) -> None:
         job_id = str(uuid.uuid4())
         lost = proxy.swallow_reply(request_has=(script_sha(START), job_id.encode()))
-        await direct.submit(NewJob(job_id, MODEL, "1", f'"{job_id}"'), max_queue_len=100, idempotency_key=None,
-                            now=time.time())
-        await until(lambda: _dispatched(direct, worker.me.id), "a dispatch to the worker")
-        await until(lost.is_set, "the start's reply to be lost")
+        await send_and_lose(direct, worker, job_id, lost)
         await succeeds(direct, job_id)
         assert r.hget(keys.job(job_id), "executions") == "1"
         assert handler.runs == [job_id]
@@ -200,10 +205,7 @@ def test_a_job_whose_take_reply_is_lost_is_adopted_not_left_to_hold_the_slot(
         job_id = str(uuid.uuid4())
         # The BLMOVE moves the job into the active list; its answer (the job id) never arrives.
         lost = proxy.swallow_reply(reply_has=job_id.encode())
-        await direct.submit(NewJob(job_id, MODEL, "1", f'"{job_id}"'), max_queue_len=100, idempotency_key=None,
-                            now=time.time())
-        await until(lambda: _dispatched(direct, worker.me.id), "a dispatch to the worker")
-        await until(lost.is_set, "the take's reply to be lost")
+        await send_and_lose(direct, worker, job_id, lost)
         await succeeds(direct, job_id)
         assert handler.runs == [job_id]
         assert r.hget(keys.job(job_id), "executions") == "1"
