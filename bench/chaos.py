@@ -86,6 +86,7 @@ class Plan:
     gap_s: tuple[float, float] = (1.0, 3.0)  # pause before each kill, after the last recovery
     ms: tuple[float, float] = (10.0, 200.0)
     seed: int = 7
+    kinds: tuple[str, ...] = KINDS
 
 
 QUICK = Plan(jobs=300, rounds=1, workers=3, clients=10, max_s=45, settle_s=30)
@@ -265,7 +266,7 @@ KILLERS: dict[str, Callable[[LocalStack, random.Random], Kill]] = {
 
 def drive(stack: LocalStack, plan: Plan, ledger: Ledger, kills: list[Kill], errors: list[str]) -> None:
     rng = random.Random(plan.seed + 1)
-    order = [k for k in KINDS for _ in range(plan.rounds)]
+    order = [k for k in plan.kinds for _ in range(plan.rounds)]
     rng.shuffle(order)
     try:
         wait_for(lambda: len(ledger.accepted) >= 20, 60, "the load to start")
@@ -475,7 +476,7 @@ def run_chaos(plan: Plan, out: Path | None = None) -> dict[str, Any]:
         exits = stack.unexpected_exits()
         if exits:
             violations.append(f"processes exited that nobody killed: {exits}")
-        missing = set(KINDS) - {k.kind for k in kills}
+        missing = set(plan.kinds) - {k.kind for k in kills}
         if missing:
             violations.append(f"kinds never killed (run too short?): {sorted(missing)}")
         jobs = settle(stack, ledger, kills, plan.settle_s)
@@ -520,10 +521,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=None, help="jobs to submit at least (default 1000, quick 300)")
     p.add_argument("--rounds", type=int, default=None, help="kills of each kind (default 3, quick 1)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help=f"what to kill, comma-separated (default all: {','.join(KINDS)})")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = QUICK if args.quick else FULL
-    overrides = {k: v for k, v in (("jobs", args.jobs), ("rounds", args.rounds), ("seed", args.seed))
-                 if v is not None}
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise SystemExit(f"--kinds: unknown {sorted(unknown)}; choose from {','.join(KINDS)}")
+    overrides: dict[str, Any] = {k: v for k, v in (("jobs", args.jobs), ("rounds", args.rounds),
+                                                   ("seed", args.seed), ("kinds", kinds)) if v is not None}
     return run_chaos(replace(plan, **overrides), args.out)
