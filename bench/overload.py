@@ -145,6 +145,7 @@ def run_overload(plan: Plan, out: Path | None = None) -> dict[str, Any]:
                  "the jobs let in to finish", poll_s=0.5)
         settle_s = time.time() - settle_t0
         mid = samples[halves[0]] if halves else samples[len(samples) // 2]
+        growth = int(samples[-1]["redis_used_memory"] or 0) - int(samples[0]["redis_used_memory"] or 0)
         result = {
             "config": {**asdict(plan), "model": MODEL, "pre_jobs": len(pre)},
             "overload_s": round(overload_s, 2),
@@ -157,6 +158,8 @@ def run_overload(plan: Plan, out: Path | None = None) -> dict[str, Any]:
                               "max": max(tally.retry_after, default=None)},
             "backlog_max": max(int(s["backlog"] or 0) for s in samples),
             "redis_used_memory": memory_summary([s["redis_used_memory"] for s in samples], mid["redis_used_memory"]),
+            # Finished jobs are kept for result_ttl_s: Redis grows with the jobs let in, not the ones refused.
+            "redis_growth_per_job_let_in_bytes": round(growth / len(during)) if during else None,
             "api_rss_kb": memory_summary([s["api_rss_kb"] for s in samples], mid["api_rss_kb"]),
             "pre_jobs": dict(states(stack, pre)),
             "jobs_let_in_during": dict(states(stack, during)),
