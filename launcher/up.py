@@ -1,7 +1,7 @@
 """``tidal up``: the whole stack on this machine, as child processes with prefixed logs.
 
 A child that exits is restarted, soon after a one-off crash and ever later while it keeps
-crashing (``core.restarts``). Ctrl-C (or SIGTERM) drains workers (each running job may finish,
+crashing (``launcher.restarts``). Ctrl-C (or SIGTERM) drains workers (each running job may finish,
 up to its timeout; a second Ctrl-C stops them at once), stops every child and the embedded
 Redis, and leaves nothing running.
 """
@@ -27,9 +27,9 @@ from pathlib import Path
 from core.embedded import free_port, wait_until_up
 from core.errors import StoreUnavailable
 from core.jobs import JobState
-from core.restarts import RestartPolicy
 from core.settings import Settings
 from launcher.models import opened, publish
+from launcher.restarts import RestartPolicy
 
 log = logging.getLogger("tidal.up")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.restarts import RestartPolicy
+from launcher.restarts import RestartPolicy
 
 POLICY = RestartPolicy(first_s=0.25, factor=2.0, max_s=30.0, stable_s=10.0)
 
