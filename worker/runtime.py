@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -80,6 +81,7 @@ class Worker:
         self._adopted: asyncio.Queue[str] = asyncio.Queue()
         self._watchers: set[asyncio.Task[None]] = set()
         self.draining = asyncio.Event()
+        self._done = asyncio.Event()  # run() is ending: the heartbeat loop stops
         # One spare thread: a handler past its timeout keeps its thread until the grace ends.
         self._pool = ThreadPoolExecutor(max_workers=identity.slots + 1, thread_name_prefix="predict")
 
@@ -90,6 +92,9 @@ class Worker:
         try:
             await asyncio.gather(*(self._slot() for _ in range(self.me.slots)))
         finally:
+            # The flag ends the loop even when the cancel is lost: redis-py can swallow a
+            # cancellation that lands inside one of its calls, and the loop would beat forever.
+            self._done.set()
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -121,7 +126,7 @@ class Worker:
                  len(self.running))
 
     async def _heartbeats(self) -> None:
-        while True:
+        while not self._done.is_set():
             try:
                 state, cancels = await self.store.heartbeat(self.me.id, self.settings.heartbeat_ttl_s)
                 if state is None and not self.draining.is_set():
@@ -136,7 +141,8 @@ class Worker:
                 await self._reconcile()
             except StoreUnavailable as exc:
                 log.warning("heartbeat failed: %s", exc)
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), self.settings.heartbeat_interval_s)
 
     async def _reconcile(self) -> None:
         """Run the jobs our active list holds that this process never heard of.

@@ -8,7 +8,10 @@ heartbeat's look at the active list).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
+
+import pytest
 
 from core.fleet import WorkerRecord, WorkerState
 from core.settings import WorkerSettings
@@ -88,3 +91,30 @@ def test_a_worker_runs_its_jobs_and_drains_through_its_narrow_interface() -> Non
     assert fake.results == {"j1": (True, '{"a":1}'), "j2": (True, "[2]")}
     assert fake.calls == [("register", "m"), ("start", "j1"), ("finish", "j1"), ("start", "j2"), ("finish", "j2"),
                           ("state", WorkerState.DRAINING), ("requeue", "drain"), ("deregister",)]
+
+
+class SwallowsCancel(FakeWorkerStore):
+    """A heartbeat that, like a redis-py call a cancellation hits at the wrong moment, returns as if
+    nothing happened (seen on a real server: 2 in 40 SIGTERMs left a worker beating forever)."""
+
+    async def heartbeat(self, worker_id: str, ttl_s: float) -> tuple[WorkerState | None, set[str]]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return self.state, set()
+
+
+@pytest.mark.timeout(20)  # before the fix the heartbeat went on forever and so did the worker
+def test_a_worker_stops_even_when_a_store_call_swallows_the_cancel_of_its_heartbeat() -> None:
+    fake = SwallowsCancel({"j1": 1})
+
+    async def main() -> None:
+        worker = Worker(fake, WorkerIdentity.new("m", "1", 1.0, 1, ""), Echo(),
+                        WorkerSettings(heartbeat_interval_s=0.05, heartbeat_ttl_s=1.0))
+        run = asyncio.create_task(worker.run())
+        while not fake.results:
+            await asyncio.sleep(0.01)
+        await worker.drain()
+        await asyncio.wait_for(run, 5)
+
+    asyncio.run(main())
+    assert fake.calls[-1] == ("deregister",)
