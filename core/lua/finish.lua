@@ -12,7 +12,8 @@ if s[1] == running and s[2] == worker_id and s[3] == attempt then
   end_job(job, job_id, state, status, now, retention_s, done_channel, field, payload)
   accepted = 1
 end
--- Nothing left to free: a retry of a finish whose job had been canceled or taken back.
+-- Nothing left to free: a retry of a finish whose job had been canceled, or a run whose job the
+-- reaper took back (and counted nothing for). Counting here would count a retried finish twice.
 if removed == 0 and accepted == 0 then return 0 end
 local w = redis.call('HMGET', worker_info, 'id', 'ewma_run_s')
 if w[1] then  -- still registered
@@ -22,7 +23,8 @@ if w[1] then  -- still registered
   redis.call('HSET', worker_info, 'ewma_run_s', tostring(run), 'last_job_at', now)
   redis.call('HINCRBY', worker_info, 'jobs_done', 1)
 end
--- A finished run counts for the autoscaler's run-time estimate whether or not its outcome was kept.
+-- A finished run counts for the autoscaler's run-time estimate whether or not its outcome was kept
+-- (a canceled job's run counts).
 redis.call('HINCRBY', counters, 'completions', 1)
 redis.call('HINCRBYFLOAT', counters, 'run_s', run_s)
 redis.call('PUBLISH', dispatch_channel, event)

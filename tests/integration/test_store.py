@@ -323,6 +323,7 @@ def test_a_start_or_finish_retried_after_a_lost_reply_counts_once(redis_url: str
             assert await store.finish_job(worker_id="w1", model="m", job_id=job_id, attempt=1, ok=True,
                                           payload='{"y": 2}', run_s=1.0, now=NOW + 3)
         assert r.hget(keys.worker_info("w1"), "jobs_done") == "1"
+        assert r.hget(keys.model_counters("m"), "completions") == "1"
         assert (await store.get(job_id)).state == "succeeded"  # type: ignore[union-attr]
         free = [m for _ in range(3) if (m := events.get_message(timeout=0.2)) is not None]
         assert [m["data"] for m in free] == [keys.dispatch_event(keys.EV_FREE, "m", "w1")]
